@@ -1,0 +1,101 @@
+"""The ``polyrelay`` command (also ``python -m gateway``).
+
+    polyrelay serve [--config FILE] [--host HOST] [--port PORT]   start the gateway (the default)
+    polyrelay providers [--config FILE]                           the registry, and what is configured
+    polyrelay check-config [--config FILE]                        validate the settings, exit 1 if bad
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyrelay", description="OpenAI-compatible gateway to many LLM providers.")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="start the gateway (default)")
+    serve.add_argument("--host", help="bind address (overrides SERVER_HOST)")
+    serve.add_argument("--port", type=int, help="port (overrides SERVER_PORT)")
+    for name, help_text in (("providers", "list the provider registry"), ("check-config", "validate settings")):
+        commands.add_parser(name, help=help_text)
+    for sub in commands.choices.values():
+        sub.add_argument("--config", help="YAML settings file (or GATEWAY_CONFIG); the environment wins over it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    environ = dict(os.environ)
+    if getattr(args, "host", None):
+        environ["SERVER_HOST"] = args.host
+    if getattr(args, "port", None):
+        environ["SERVER_PORT"] = str(args.port)
+    try:
+        settings = Settings.load(environ, getattr(args, "config", None))
+    except SettingsError as exc:
+        print(f"polyrelay: configuration error: {exc}", file=sys.stderr)
+        return 1
+    if command == "providers":
+        _print_providers(settings)
+        return 0
+    if command == "check-config":
+        configured = ", ".join(p.id for p in settings.configured_providers) or "none"
+        print(f"Configuration is valid. Providers configured: {configured}.")
+        return 0
+    if settings.config_file:
+        environ["GATEWAY_CONFIG"] = settings.config_file
+    return _serve(settings, environ)
+
+
+def _print_providers(settings: Settings) -> None:
+    rows = [("PROVIDER", "CONFIGURED", "ADAPTER", "URL")]
+    for provider in settings.providers.values():
+        state = "yes" if provider.configured else f"no (set {provider.spec.env_prefix}_API_KEY)"
+        rows.append((provider.id, state, provider.spec.adapter, provider.url))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+
+
+def _serve(settings: Settings, environ: dict[str, str]) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    workers = settings.server_workers or os.cpu_count() or 1
+    options = dict(
+        host=settings.server_host,
+        port=settings.server_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_keep_alive=int(settings.server_idle_timeout),
+        ssl_certfile=settings.server_tls_cert_path or None,
+        ssl_keyfile=settings.server_tls_key_path or None,
+        server_header=False,
+        log_level="debug" if settings.debug else "info",
+    )
+    if workers > 1:
+        # Each worker process builds its own app (and pool) from the same environment.
+        os.environ.update(environ)
+        uvicorn.run("gateway.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

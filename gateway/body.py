@@ -1,0 +1,63 @@
+"""Request bodies, read within the size and time limits of the settings.
+
+A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is
+counted as it arrives and refused as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.requests import ClientDisconnect, Request
+
+from providers.errors import InvalidRequest, PayloadTooLarge
+
+from .relay import ClientGone
+
+__all__ = ["read_body", "stream_body"]
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than the gateway accepts ({limit} bytes, SERVER_MAX_REQUEST_BODY_SIZE)."
+    )
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise InvalidRequest("The Content-Length header is not a number.")
+    if int(declared) > limit:
+        raise _too_large(limit)
+
+
+async def stream_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, failing with 413 past ``limit`` bytes."""
+    check_declared_length(request, limit)
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise _too_large(limit)
+            if chunk:
+                yield chunk
+    except ClientDisconnect as exc:
+        raise ClientGone from exc
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, within ``limit`` bytes and ``timeout`` seconds (SERVER_READ_TIMEOUT)."""
+    parts = []
+    try:
+        async with asyncio.timeout(timeout or None):
+            async for chunk in stream_body(request, limit):
+                parts.append(chunk)
+    except TimeoutError:
+        raise InvalidRequest(
+            f"The request body did not arrive within {timeout:g}s (SERVER_READ_TIMEOUT).", status=408
+        ) from None
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,66 @@
+"""Rendering the error tree (``providers.errors``) into OpenAI's envelope, for JSON and for SSE.
+
+Every error a client sees goes through ``error_response`` or ``error_event``: one shape, one place.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from providers.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
+
+__all__ = ["error_event", "error_response", "exception_handlers"]
+
+log = logging.getLogger("polyrelay")
+
+
+def error_response(error: APIError) -> Response:
+    return Response(
+        orjson.dumps(error.envelope()),
+        status_code=error.status,
+        headers=error.headers,
+        media_type="application/json",
+    )
+
+
+def error_event(error: APIError) -> bytes:
+    """The SSE event that ends a stream which failed after it began (``[DONE]`` follows it)."""
+    return b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    if exc.status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+    return error_response(exc)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: APIError
+    if exc.status_code == 404:
+        error = NotFound(f"No route {request.method} {request.url.path}. See /openapi.yaml for the API.")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}.", headers=exc.headers
+        )
+    else:
+        error = InvalidRequest(str(exc.detail), status=exc.status_code)
+    return error_response(error)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(APIError("The gateway hit an internal error; it has been logged."))
+
+
+exception_handlers = {
+    APIError: _api_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

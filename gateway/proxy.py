@@ -1,0 +1,101 @@
+"""``{METHOD} /proxy/{provider}/{path}``: the provider's own API, with the gateway's credential.
+
+``{path}`` is appended to the scheme://host[:port] of the provider's URL, so a provider's SDK works
+with its base URL set to ``http://gateway/proxy/<provider>`` (plus ``/v1`` for OpenAI-style SDKs).
+Method, query, body, status and headers pass through, streaming both ways, except hop-by-hop
+headers and the caller's credentials and cookies, which never leave the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import unquote
+
+from starlette.requests import Request
+
+from providers import Adapter, HttpClient, Timeouts
+from providers.errors import InvalidRequest
+
+from .body import check_declared_length, stream_body
+from .relay import RelayResponse, until_disconnect
+from .routing import provider_by_id
+from .settings import Settings
+
+__all__ = ["ProxyEndpoint", "METHODS"]
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+     "transfer-encoding", "upgrade", "host", "expect"}
+)
+# The caller's credentials for the gateway are not the provider's business.
+_CALLER_SECRETS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"})
+_NOT_FORWARDED = _HOP_BY_HOP | _CALLER_SECRETS
+_NOT_RETURNED = _HOP_BY_HOP | {"set-cookie"}
+
+
+class ProxyEndpoint:
+    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], http: HttpClient) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.http = http
+        # Waiting for headers may mean waiting for a whole non-streaming completion.
+        self.timeouts = Timeouts(
+            connect=settings.client_response_header_timeout,
+            headers=settings.client_timeout or None,
+            read=settings.server_write_timeout or None,
+        )
+
+    async def handle(self, request: Request) -> RelayResponse:
+        provider = provider_by_id(request.path_params["provider"], self.settings.providers)
+        url = provider.origin + "/" + _upstream_path(request) + _query(request)
+        limit = self.settings.server_max_request_body_size
+        check_declared_length(request, limit)
+        headers = _forwarded_headers(request.headers.raw)
+        headers.update(self.adapters[provider.id].proxy_headers())
+        has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+        uploaded = asyncio.Event()
+        body = _flag_when_done(stream_body(request, limit), uploaded) if has_body else None
+        if body is None:
+            uploaded.set()
+        upstream = await until_disconnect(
+            request.receive,
+            self.http.request(request.method, url, headers=headers, body=body, timeouts=self.timeouts, raw=True),
+            watch_after=uploaded,
+        )
+        response_headers = [(k, v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _NOT_RETURNED]
+        return RelayResponse(upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers)
+
+
+async def _flag_when_done(chunks: AsyncIterator[bytes], done: asyncio.Event) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+    done.set()
+
+
+def _upstream_path(request: Request) -> str:
+    """The raw (still percent-encoded) path after ``/proxy/<provider>/``; ``..`` in any spelling is refused."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    raw_path = raw.decode("latin-1")
+    prefix = "/proxy/" + request.path_params["provider"]
+    rest = raw_path[len(prefix) :] if raw_path.startswith(prefix) else "/" + request.path_params["path"]
+    decoded = unquote(unquote(rest)).replace("\\", "/")
+    if ".." in decoded.split("/"):
+        raise InvalidRequest("The proxied path may not contain '..' segments.", param="path", code="invalid_path")
+    return rest.lstrip("/")
+
+
+def _query(request: Request) -> str:
+    query = request.scope.get("query_string", b"")
+    return "?" + query.decode("latin-1") if query else ""
+
+
+def _forwarded_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        if name not in _NOT_FORWARDED:
+            headers[name] = value.decode("latin-1")
+    return headers

@@ -1,0 +1,273 @@
+"""Settings: built once from the environment and an optional YAML file, then passed explicitly.
+
+Names and defaults follow inference-gateway, so a deployment can swap gateways without edits. The
+YAML file uses the same names, nested by prefix (``server: {port: 9000}`` is ``SERVER_PORT``) and a
+``providers`` section (``providers: {openai: {api_key: ...}}`` is ``OPENAI_API_KEY``). The
+environment wins over the file.
+
+>>> settings = Settings.load({"SERVER_PORT": "9000", "OPENAI_API_KEY": "sk-test"})
+>>> settings.server_port, settings.providers["openai"].configured
+(9000, True)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from providers.registry import Provider, ProviderSpec, RegistryError, load_registry
+
+__all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable and what it accepts."""
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "f", "no", "n", "off", ""):
+        return False
+    raise ValueError("expected a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations (``30s``, ``1m30s``, ``250ms``) or a bare number of seconds, in seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(value):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(value) or not value:
+            raise ValueError("expected a duration such as 30s, 1m30s or 500ms") from None
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 0:
+        raise ValueError("expected a non-negative integer")
+    return value
+
+
+def parse_port(text: str) -> int:
+    value = int(text.strip())
+    if not 0 < value < 65536:
+        raise ValueError("expected a port number between 1 and 65535")
+    return value
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, older spellings, parser, default and meaning."""
+
+    name: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+SETTINGS: tuple[Var, ...] = (
+    Var("ENVIRONMENT", "environment", str, "production", "`development` turns on debug logging."),
+    Var("SERVER_HOST", "server_host", str, "127.0.0.1", "Address to bind (the Docker image sets 0.0.0.0)."),
+    Var("SERVER_PORT", "server_port", parse_port, "8080", "Port to bind."),
+    Var("SERVER_WORKERS", "server_workers", parse_int, "1", "Worker processes (uvicorn workers); 0 means one per core."),
+    Var("SERVER_READ_TIMEOUT", "server_read_timeout", parse_duration, "30s", "Longest time to receive a request body."),
+    Var("SERVER_WRITE_TIMEOUT", "server_write_timeout", parse_duration, "30s",
+        "Longest silence on a stream: the upstream must send something this often (reset per chunk)."),
+    Var("SERVER_IDLE_TIMEOUT", "server_idle_timeout", parse_duration, "120s", "Keep-alive time of idle client connections."),
+    Var("SERVER_MAX_REQUEST_BODY_SIZE", "server_max_request_body_size", parse_int, "10485760",
+        "Largest request body in bytes; larger ones get 413."),
+    Var("SERVER_TLS_CERT_PATH", "server_tls_cert_path", str, "", "PEM certificate: serve HTTPS when set with the key."),
+    Var("SERVER_TLS_KEY_PATH", "server_tls_key_path", str, "", "PEM private key for SERVER_TLS_CERT_PATH."),
+    Var("CLIENT_TIMEOUT", "client_timeout", parse_duration, "30s", "Longest non-streaming upstream call, end to end."),
+    Var("CLIENT_RESPONSE_HEADER_TIMEOUT", "client_response_header_timeout", parse_duration, "10s",
+        "Longest wait to connect, for a stream's first answer headers, and for each provider's model list."),
+    Var("CLIENT_MAX_IDLE_CONNS", "client_max_idle_conns", parse_int, "20",
+        "Accepted for compatibility; aiohttp keeps every idle connection until CLIENT_IDLE_CONN_TIMEOUT."),
+    Var("CLIENT_MAX_IDLE_CONNS_PER_HOST", "client_max_idle_conns_per_host", parse_int, "20",
+        "Accepted for compatibility (see CLIENT_MAX_IDLE_CONNS)."),
+    Var("CLIENT_MAX_CONNS", "client_max_conns", parse_int, "0", "Cap on upstream connections in use at once; 0 = no cap."),
+    Var("CLIENT_IDLE_CONN_TIMEOUT", "client_idle_conn_timeout", parse_duration, "30s",
+        "How long an idle upstream connection stays pooled."),
+    Var("ENABLE_VISION", "enable_vision", parse_bool, "false",
+        "Allow image content parts in chat requests (else 400).", aliases=("VISION_ENABLED",)),
+    Var("ALLOWED_MODELS", "allowed_models", parse_list, "", "Reserved: comma list of models to allow (enforced later)."),
+    Var("DISALLOWED_MODELS", "disallowed_models", parse_list, "", "Reserved: comma list of models to refuse (enforced later)."),
+    Var("AUTH_ENABLED", "auth_enabled", parse_bool, "false",
+        "Authentication is not in this release: the gateway refuses to start when it is true.", aliases=("AUTH_ENABLE",)),
+    Var("MCP_ENABLED", "mcp_enabled", parse_bool, "false",
+        "MCP is not in this release: a warning is logged when it is true.", aliases=("MCP_ENABLE",)),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway is configured with; ``providers`` holds every registry entry with the
+    URL and key in use (configured or not)."""
+
+    environment: str = "production"
+    server_host: str = "127.0.0.1"
+    server_port: int = 8080
+    server_workers: int = 1
+    server_read_timeout: float = 30.0
+    server_write_timeout: float = 30.0
+    server_idle_timeout: float = 120.0
+    server_max_request_body_size: int = 10 * 1024 * 1024
+    server_tls_cert_path: str = ""
+    server_tls_key_path: str = ""
+    client_timeout: float = 30.0
+    client_response_header_timeout: float = 10.0
+    client_max_idle_conns: int = 20
+    client_max_idle_conns_per_host: int = 20
+    client_max_conns: int = 0
+    client_idle_conn_timeout: float = 30.0
+    enable_vision: bool = False
+    allowed_models: tuple[str, ...] = ()
+    disallowed_models: tuple[str, ...] = ()
+    auth_enabled: bool = False
+    mcp_enabled: bool = False
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    config_file: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str],
+        config_file: str | Path | None = None,
+        registry: Mapping[str, ProviderSpec] | None = None,
+    ) -> Settings:
+        """Read the settings; ``config_file`` defaults to ``GATEWAY_CONFIG``. Raises ``SettingsError``."""
+        if registry is None:
+            try:
+                registry = load_registry()
+            except RegistryError as exc:
+                raise SettingsError(str(exc)) from exc
+        path = config_file or environ.get("GATEWAY_CONFIG") or ""
+        values = dict(_read_yaml(Path(path), registry)) if path else {}
+        values.update(environ)  # the environment wins over the file
+        parsed: dict[str, Any] = {"config_file": str(path)}
+        for var in SETTINGS:
+            name, raw = _lookup(values, var)
+            try:
+                parsed[var.attr] = var.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}={raw!r} is not valid: {exc}.") from None
+        parsed["providers"] = {
+            pid: Provider(
+                spec,
+                url=values.get(f"{spec.env_prefix}_API_URL") or spec.url,
+                api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
+            )
+            for pid, spec in registry.items()
+        }
+        settings = cls(**parsed)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if bool(self.server_tls_cert_path) != bool(self.server_tls_key_path):
+            raise SettingsError("SERVER_TLS_CERT_PATH and SERVER_TLS_KEY_PATH must be set together.")
+        for path_var in ("server_tls_cert_path", "server_tls_key_path"):
+            path = getattr(self, path_var)
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{path_var.upper()}: no file at {path}.")
+        if self.auth_enabled:
+            raise SettingsError(
+                "AUTH_ENABLED=true, but this release of polyrelay cannot authenticate callers yet; "
+                "refusing to start rather than serve without the protection you asked for."
+            )
+        for provider in self.providers.values():
+            if provider.configured and "{" in provider.url:
+                raise SettingsError(
+                    f"{provider.spec.env_prefix}_API_URL still holds a placeholder ({provider.url}); "
+                    "set it to your real URL (for Cloudflare, put your account id in it)."
+                )
+            if not provider.url.startswith(("http://", "https://")):
+                raise SettingsError(f"{provider.spec.env_prefix}_API_URL must start with http:// or https://.")
+
+    @property
+    def configured_providers(self) -> list[Provider]:
+        return [p for p in self.providers.values() if p.configured]
+
+    @property
+    def debug(self) -> bool:
+        return self.environment.lower() == "development"
+
+
+def _lookup(values: Mapping[str, str], var: Var) -> tuple[str, str]:
+    for name in (var.name, *var.aliases):
+        if name in values:
+            return name, values[name]
+    return var.name, var.default
+
+
+def _read_yaml(path: Path, registry: Mapping[str, ProviderSpec]) -> Iterable[tuple[str, str]]:
+    """The file's settings as ``(ENV_NAME, text)`` pairs; unknown keys are errors, not ignored."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"Cannot read the config file {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping of settings.")
+    known = {name for var in SETTINGS for name in (var.name, *var.aliases)}
+    for key, value in document.items():
+        if key == "providers":
+            yield from _yaml_providers(path, value, registry)
+        elif isinstance(value, dict):
+            for sub, sub_value in value.items():
+                yield _yaml_setting(path, f"{key}.{sub}", f"{key}_{sub}".upper(), sub_value, known)
+        else:
+            yield _yaml_setting(path, str(key), str(key).upper(), value, known)
+
+
+def _yaml_setting(path: Path, key: str, name: str, value: Any, known: set[str]) -> tuple[str, str]:
+    if name not in known:
+        raise SettingsError(f"{path}: unknown setting '{key}' ({name}).")
+    if isinstance(value, bool):
+        return name, str(value).lower()
+    if isinstance(value, list):
+        return name, ",".join(str(v) for v in value)
+    return name, "" if value is None else str(value)
+
+
+def _yaml_providers(path: Path, section: Any, registry: Mapping[str, ProviderSpec]) -> Iterable[tuple[str, str]]:
+    if not isinstance(section, dict):
+        raise SettingsError(f"{path}: 'providers' must map provider ids to {{api_url, api_key}}.")
+    for pid, entry in section.items():
+        if pid not in registry:
+            raise SettingsError(f"{path}: unknown provider '{pid}'; known: {', '.join(registry)}.")
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{path}: providers.{pid} must be a mapping with api_url and/or api_key.")
+        prefix = registry[pid].env_prefix
+        for key, value in entry.items():
+            if key in ("url", "api_url"):
+                yield f"{prefix}_API_URL", str(value)
+            elif key == "api_key":
+                yield f"{prefix}_API_KEY", str(value)
+            else:
+                raise SettingsError(f"{path}: providers.{pid}.{key} is unknown; use api_url or api_key.")

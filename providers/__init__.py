@@ -1,0 +1,38 @@
+"""Provider adapters: one module per wire protocol, chosen by the registry's ``adapter`` field.
+
+This package never imports ``gateway``; the gateway hands each adapter a resolved ``Provider``, the
+shared ``HttpClient`` and its timeouts.
+"""
+
+from __future__ import annotations
+
+from .base import Adapter, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
+from .openai_compatible import OpenAICompatibleAdapter
+from .registry import Provider, ProviderSpec, RegistryError, load_registry
+from .transport import ClientOptions, HttpClient, Timeouts
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "AdapterTimeouts",
+    "ChatRequest",
+    "ClientOptions",
+    "EventStream",
+    "HttpClient",
+    "ModelInfo",
+    "Provider",
+    "ProviderSpec",
+    "RegistryError",
+    "Timeouts",
+    "build_adapter",
+    "load_registry",
+]
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    "openai": OpenAICompatibleAdapter,
+}
+
+
+def build_adapter(provider: Provider, http: HttpClient, timeouts: AdapterTimeouts) -> Adapter:
+    """The adapter the registry names for ``provider``."""
+    return ADAPTERS[provider.spec.adapter](provider, http, timeouts)

@@ -1,0 +1,161 @@
+"""What every adapter offers the gateway, whatever wire protocol it speaks.
+
+An adapter turns an OpenAI chat request into its provider's native call and the answer back into
+OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events and ``APIError``s.
+
+    adapter = build_adapter(provider, http, timeouts)
+    models = await adapter.list_models()                       # [ModelInfo, ...]
+    body = await adapter.chat(ChatRequest(payload, "gpt-4o"))  # OpenAI JSON bytes
+    events = await adapter.stream(ChatRequest(payload, "gpt-4o", stream=True))
+    async for data in events: ...                              # OpenAI SSE bytes, no [DONE]
+    await events.aclose()
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import UpstreamStatusError
+from .registry import Provider
+from .transport import HttpClient, Timeouts, UpstreamResponse
+
+__all__ = ["Adapter", "AdapterTimeouts", "ChatRequest", "EventStream", "ModelInfo", "upstream_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterTimeouts:
+    """``chat`` bounds a whole non-streaming call; ``stream`` has only an idle-read bound."""
+
+    chat: Timeouts
+    stream: Timeouts
+    models: Timeouts
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """An OpenAI chat request, parsed once: ``payload`` is the client's JSON object and ``model``
+    the provider's own model name (the ``provider/`` prefix already removed)."""
+
+    payload: dict[str, Any]
+    model: str
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    created: int
+    owned_by: str
+
+
+class EventStream:
+    """OpenAI SSE events (``data: {...}\\n\\n`` bytes, never ``[DONE]``) read from an open upstream
+    answer. Ending normally means the provider finished the stream; a broken one raises
+    ``UpstreamError``. ``aclose`` releases the upstream connection whether or not it was iterated."""
+
+    __slots__ = ("_events", "_response")
+
+    def __init__(self, response: UpstreamResponse, events: AsyncIterator[bytes]) -> None:
+        self._response = response
+        self._events = events
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._response.close()
+
+
+class Adapter(ABC):
+    """Base of the adapters: one per wire protocol, one instance per configured provider."""
+
+    def __init__(self, provider: Provider, http: HttpClient, timeouts: AdapterTimeouts) -> None:
+        self.provider = provider
+        self.http = http
+        self.timeouts = timeouts
+
+    @abstractmethod
+    async def list_models(self) -> list[ModelInfo]:
+        """The provider's models, read from its native list format."""
+
+    @abstractmethod
+    async def chat(self, request: ChatRequest) -> bytes:
+        """A complete OpenAI ``chat.completion`` as JSON bytes."""
+
+    @abstractmethod
+    async def stream(self, request: ChatRequest) -> EventStream:
+        """Open a streaming call; errors before the first byte raise here, with their status."""
+
+    def proxy_headers(self) -> dict[str, str]:
+        """Headers the raw proxy injects: the provider's credential and fixed headers."""
+        return self.provider.auth_headers()
+
+    async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
+        if response.status >= 400:
+            try:
+                body = await response.read()
+            finally:
+                response.close()
+            raise upstream_error(self.provider, response.status, body, response.headers.get("Retry-After"))
+        return response
+
+
+def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:
+    """The provider's error answer as ours: same status, its message, type and code kept."""
+    message, kind, code, param = _error_fields(body)
+    if not message:
+        message = f"The provider answered with HTTP {status}."
+    if provider.api_key:
+        message = message.replace(provider.api_key, "***")
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return UpstreamStatusError(
+        status,
+        f"{provider.id}: {message}",
+        type=kind,
+        code=code,
+        param=param,
+        headers=headers,
+    )
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """message, type, code, param from the error shapes providers use (OpenAI's envelope, a bare
+    string, Anthropic's nested one, FastAPI's ``detail``, Cloudflare's ``errors`` list...)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip()[:500], None, None, None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # Google wraps its error in a list on some endpoints
+    if not isinstance(data, dict):
+        return str(data)[:500], None, None, None
+    error = data.get("error")
+    if isinstance(error, str):
+        return error, None, None, None
+    if isinstance(error, dict):
+        code = error.get("code")
+        return (
+            str(error.get("message") or ""),
+            _str_or_none(error.get("type")) or _str_or_none(error.get("status")),
+            None if code is None else str(code),
+            _str_or_none(error.get("param")),
+        )
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("message") or ""), None, None, None
+    for key in ("message", "detail", "error_message"):
+        if key in data:
+            return str(data[key]), None, None, None
+    return "", None, None, None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,103 @@
+"""The adapter for every provider that speaks OpenAI's chat API: bytes relayed, not re-encoded.
+
+The request is the client's JSON with ``model`` set to the provider's own name and the fields the
+provider rejects removed; the answer and every stream event pass through as the provider sent them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from .base import Adapter, ChatRequest, EventStream, ModelInfo
+from .errors import UpstreamUnreachable
+from .model_lists import FORMATS, list_models
+from .sse import DONE, SSEDecoder
+from .transport import UpstreamResponse
+
+__all__ = ["OpenAICompatibleAdapter"]
+
+_ERROR_EVENT = b'data: {"error"'
+
+
+class OpenAICompatibleAdapter(Adapter):
+    """``POST {url}{chat_path}`` with the provider's credential; models from ``{url}{models_path}``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spec = self.provider.spec
+        self._chat_url = self.provider.endpoint(spec.chat_path)
+        self._models_url = self.provider.endpoint(spec.models_path)
+        self._models_format = FORMATS[spec.models_format]
+        auth = self.provider.auth_headers()
+        self._json_headers = {**auth, "Content-Type": "application/json", "Accept": "application/json"}
+        self._sse_headers = {**auth, "Content-Type": "application/json", "Accept": "text/event-stream"}
+        self._drop = spec.drop_params
+
+    def _encode(self, request: ChatRequest) -> bytes:
+        payload = request.payload
+        if payload.get("model") != request.model or any(k in payload for k in self._drop):
+            payload = {k: v for k, v in payload.items() if k not in self._drop}
+            payload["model"] = request.model
+        return orjson.dumps(payload)
+
+    async def chat(self, request: ChatRequest) -> bytes:
+        response = await self.http.request(
+            "POST", self._chat_url, headers=self._json_headers, body=self._encode(request), timeouts=self.timeouts.chat
+        )
+        await self._checked(response)
+        return await response.read()
+
+    async def stream(self, request: ChatRequest) -> EventStream:
+        response = await self.http.request(
+            "POST", self._chat_url, headers=self._sse_headers, body=self._encode(request), timeouts=self.timeouts.stream
+        )
+        await self._checked(response)
+        return EventStream(response, _relay(response))
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
+
+    async def _fetch_json(self, url: str) -> Any:
+        response = await self.http.request("GET", url, headers=self._json_headers, timeouts=self.timeouts.models)
+        await self._checked(response)
+        body = await response.read()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
+
+
+async def _relay(response: UpstreamResponse) -> AsyncIterator[bytes]:
+    """The provider's events, as they arrive and unchanged, up to its ``[DONE]``.
+
+    Each upstream chunk yields the events it completed as one piece, so one read becomes one write.
+    A stream that ends without ``[DONE]`` was cut off, unless it ended with an error event (then
+    that event already told the client).
+    """
+    decoder = SSEDecoder()
+    errored = False
+    async for chunk in response.iter_chunks():
+        out = []
+        for event in decoder.feed(chunk):
+            if event.endswith(DONE) and _is_done(event):
+                if out:
+                    yield b"".join(out)
+                return
+            errored = errored or event.startswith(_ERROR_EVENT)
+            out.append(event + b"\n\n")
+        if out:
+            yield b"".join(out)
+    for event in decoder.flush():
+        if _is_done(event):
+            return
+        errored = errored or event.startswith(_ERROR_EVENT)
+        yield event + b"\n\n"
+    if not errored:
+        raise UpstreamUnreachable("The provider's stream ended before it was complete.")
+
+
+def _is_done(event: bytes) -> bool:
+    return event in (b"data: [DONE]", b"data:[DONE]")

@@ -1,0 +1,162 @@
+"""The provider registry: providers are data (``config/providers.yaml``), not code.
+
+Each entry names the wire protocol its adapter speaks (``adapter``), where its API lives, how it
+authenticates and how its model list reads. ``Provider`` is an entry resolved against the settings:
+the URL and key actually in use.
+
+>>> registry = load_registry()
+>>> spec = registry["anthropic"]
+>>> spec.auth, spec.headers["anthropic-version"]
+('x-api-key', '2023-06-01')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+__all__ = ["AUTH_TYPES", "Provider", "ProviderSpec", "RegistryError", "default_registry_path", "load_registry"]
+
+AUTH_TYPES = ("bearer", "x-api-key", "x-goog-api-key", "none")
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class RegistryError(ValueError):
+    """The registry file is missing or malformed; the message names the entry and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One registry entry, as written in ``providers.yaml``."""
+
+    id: str
+    url: str
+    adapter: str = "openai"
+    auth: str = "bearer"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    chat_path: str = "/chat/completions"
+    models_path: str = "/models"
+    models_format: str = "openai"
+    # Request fields this provider rejects, removed before the call (e.g. stream_options).
+    drop_params: tuple[str, ...] = ()
+    docs: str = ""
+
+    @property
+    def env_prefix(self) -> str:
+        return self.id.upper()
+
+    @property
+    def needs_key(self) -> bool:
+        return self.auth != "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A registry entry resolved against the settings: the URL and credential in use."""
+
+    spec: ProviderSpec
+    url: str
+    api_key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def configured(self) -> bool:
+        """Usable: it has a key, or needs none."""
+        return bool(self.api_key) or not self.spec.needs_key
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the URL: the root the raw proxy appends paths to."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def endpoint(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+    def auth_headers(self) -> dict[str, str]:
+        """The credential and fixed headers every call to this provider carries."""
+        headers = dict(self.spec.headers)
+        key = self.api_key
+        if key:
+            auth = self.spec.auth
+            if auth == "bearer":
+                headers["Authorization"] = f"Bearer {key}"
+            elif auth != "none":
+                headers[auth] = key
+        return headers
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Provider(id={self.id!r}, url={self.url!r}, configured={self.configured})"
+
+
+def default_registry_path() -> Path:
+    """The registry shipped in the wheel, else the source checkout's ``config/providers.yaml``."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "providers.yaml"
+    return packaged if packaged.exists() else here.parent / "config" / "providers.yaml"
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, ProviderSpec]:
+    """Read and validate the registry; entries keep the file's order."""
+    path = Path(path) if path is not None else default_registry_path()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"Cannot read the provider registry {path}: {exc}") from exc
+    entries = document.get("providers") if isinstance(document, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise RegistryError(f"{path}: expected a non-empty 'providers' mapping.")
+    return {pid: _spec(str(pid), entry, path) for pid, entry in entries.items()}
+
+
+def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
+    where = f"{path}: provider '{pid}'"
+    if not _ID.match(pid):
+        raise RegistryError(f"{where}: ids are lowercase letters, digits and underscores.")
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where}: expected a mapping.")
+    known = {"url", "adapter", "auth", "headers", "chat", "models", "drop_params", "docs"}
+    unknown = set(entry) - known
+    if unknown:
+        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}.")
+    url = entry.get("url")
+    if not isinstance(url, str) or not urlsplit(url).scheme.startswith("http"):
+        raise RegistryError(f"{where}: 'url' must be an http(s) URL.")
+    auth = entry.get("auth", "bearer")
+    if auth not in AUTH_TYPES:
+        raise RegistryError(f"{where}: 'auth' must be one of {', '.join(AUTH_TYPES)}.")
+    models = entry.get("models") or {}
+    headers = entry.get("headers") or {}
+    if not isinstance(models, dict) or not isinstance(headers, dict):
+        raise RegistryError(f"{where}: 'models' and 'headers' must be mappings.")
+    # Imported here: both modules import this one.
+    from . import ADAPTERS
+    from .model_lists import FORMATS
+
+    adapter = str(entry.get("adapter", "openai"))
+    if adapter not in ADAPTERS:
+        raise RegistryError(f"{where}: 'adapter' must be one of {', '.join(ADAPTERS)}.")
+    models_format = str(models.get("format", "openai"))
+    if models_format not in FORMATS:
+        raise RegistryError(f"{where}: 'models.format' must be one of {', '.join(FORMATS)}.")
+    return ProviderSpec(
+        id=pid,
+        url=url,
+        adapter=adapter,
+        auth=auth,
+        headers={str(k): str(v) for k, v in headers.items()},
+        chat_path=str(entry.get("chat", "/chat/completions")),
+        models_path=str(models.get("path", "/models")),
+        models_format=models_format,
+        drop_params=tuple(entry.get("drop_params") or ()),
+        docs=str(entry.get("docs", "")),
+    )

@@ -1,0 +1,178 @@
+"""The gateway's one upstream HTTP client: a pooled aiohttp session behind a small interface.
+
+Adapters and the proxy call ``HttpClient.request`` and get an ``UpstreamResponse``; aiohttp's types
+and exceptions never leave this module (they become ``UpstreamUnreachable`` / ``UpstreamTimeout``).
+
+    client = HttpClient(ClientOptions())
+    await client.start()
+    response = await client.request("GET", "https://api.openai.com/v1/models", headers=...)
+    body = await response.read()          # or: async for chunk in response.iter_chunks()
+    await client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from .errors import UpstreamTimeout, UpstreamUnreachable
+
+__all__ = ["ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-call limits in seconds; ``None`` means none.
+
+    ``headers`` bounds the wait for the answer's headers; ``read`` bounds each wait for bytes (the
+    headers, then every chunk), which is how a stream gets an idle timeout without a total one.
+    """
+
+    connect: float | None = 10.0
+    headers: float | None = None
+    read: float | None = 60.0
+    total: float | None = None
+
+    def _aiohttp(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect, sock_read=self.read)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Pool settings. ``max_connections`` 0 means unlimited, aiohttp's only kind of cap being a
+    cap on connections in use (Go's idle-connection caps have no aiohttp equivalent)."""
+
+    max_connections: int = 0
+    max_connections_per_host: int = 0
+    keepalive_timeout: float = 30.0
+    user_agent: str = "polyrelay"
+
+
+class UpstreamResponse:
+    """An upstream answer whose headers have arrived; the body is read or iterated, then closed."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status: int = response.status
+        self.headers = response.headers  # case-insensitive, multi-valued
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self._response.raw_headers
+
+    async def read(self) -> bytes:
+        with _translated_errors():
+            try:
+                return await self._response.read()
+            finally:
+                self._response.release()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``."""
+        content = self._response.content
+        with _translated_errors():
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+
+    def close(self) -> None:
+        """Drop the connection unless the body was read to its end (then it returns to the pool)."""
+        self._response.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class HttpClient:
+    """One pooled ``aiohttp.ClientSession`` for every upstream call of the process."""
+
+    def __init__(self, options: ClientOptions | None = None) -> None:
+        self._options = options or ClientOptions()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        options = self._options
+        connector = aiohttp.TCPConnector(
+            limit=options.max_connections,
+            limit_per_host=options.max_connections_per_host,
+            keepalive_timeout=options.keepalive_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": options.user_agent},
+            # Cookies from one caller's upstream answer must never reach another caller.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Headers | None = None,
+        body: bytes | AsyncIterable[bytes] | None = None,
+        timeouts: Timeouts = Timeouts(),
+        raw: bool = False,
+    ) -> UpstreamResponse:
+        """Send a request and wait for the answer's headers.
+
+        ``raw`` relays bytes exactly: no decompression and no headers added by the client, for the
+        passthrough proxy.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError("HttpClient.start() was not awaited")
+        with _translated_errors():
+            async with asyncio.timeout(timeouts.headers):
+                response = await session.request(
+                    method,
+                    URL(url, encoded=True) if raw else url,
+                    headers=headers,  # type: ignore[arg-type]
+                    data=body,
+                    timeout=timeouts._aiohttp(),
+                    allow_redirects=False,
+                    auto_decompress=not raw,
+                    skip_auto_headers=_RAW_SKIPPED if raw else None,
+                )
+        return UpstreamResponse(response)
+
+
+_RAW_SKIPPED = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """aiohttp's exceptions, mapped to ours at the boundary (most specific first)."""
+    try:
+        yield
+    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        raise UpstreamTimeout("The provider did not answer in time.") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamUnreachable("The provider's answer was cut off before it ended.") from exc
+    except aiohttp.InvalidURL as exc:
+        raise UpstreamUnreachable(f"The provider URL is not valid: {exc}.") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnreachable(
+            f"Could not connect to the provider at {exc.host}:{exc.port}."
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnreachable(
+            f"The connection to the provider failed ({type(exc).__name__})."
+        ) from exc
