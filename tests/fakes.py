@@ -1,0 +1,257 @@
+"""A fake of every registry provider, served over real HTTP on loopback.
+
+Each provider lives under ``/<provider id>/`` + the path of its real URL, answers its model list in
+its native format (two pages where the real API pages), and speaks OpenAI's chat protocol. It checks
+credentials the way the real one does and records every request it receives.
+
+What a chat answer does is chosen by the requested model name:
+
+    echo               "You said: <last user text>" (the default for any other name)
+    tool               a call to the first tool offered, arguments {"city": "Paris"}
+    error-<status>     an OpenAI-style error answer with that status (429 adds Retry-After)
+    slow               waits 5 s before answering
+    broken-stream      two chunks, then the connection is cut
+    no-done            a complete stream that never sends [DONE]
+    midstream-error        one chunk, then an in-stream error event
+    hang               one chunk, then silence until the client leaves
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+
+from providers.registry import ProviderSpec
+
+ACCOUNT = "acct-123"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class FakeProviders:
+    registry: dict[str, ProviderSpec]
+    seen: list[Seen] = field(default_factory=list)
+    disconnects: list[str] = field(default_factory=list)  # models whose stream lost its client
+    base: str = ""
+    _runner: web.AppRunner | None = None
+
+    def url_for(self, spec: ProviderSpec) -> str:
+        path = urlsplit(spec.url).path.replace("{ACCOUNT_ID}", ACCOUNT).rstrip("/")
+        return f"{self.base}/{spec.id}{path}"
+
+    def env(self) -> dict[str, str]:
+        """Settings that point every registry provider at this fake, each with its own key."""
+        env = {}
+        for spec in self.registry.values():
+            env[f"{spec.env_prefix}_API_URL"] = self.url_for(spec)
+            if spec.needs_key:
+                env[f"{spec.env_prefix}_API_KEY"] = f"key-{spec.id}"
+        return env
+
+    def last(self, path_suffix: str = "") -> Seen:
+        return next(s for s in reversed(self.seen) if s.path.endswith(path_suffix))
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{pid}/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(
+            Seen(request.method, request.path, dict(request.query), {k.lower(): v for k, v in request.headers.items()}, body)
+        )
+        pid = request.match_info["pid"]
+        spec = self.registry.get(pid)
+        if spec is None:
+            return _error(404, f"unknown fake provider {pid}")
+        if (denied := _check_auth(spec, request)) is not None:
+            return denied
+        tail = "/" + request.match_info["tail"]
+        prefix = urlsplit(self.url_for(spec)).path.removeprefix(f"/{pid}")
+        local = tail.removeprefix(prefix) if tail.startswith(prefix) else None
+        if local == spec.models_path and request.method == "GET":
+            return web.json_response(_model_page(spec.models_format, request.query))
+        if local == spec.chat_path and request.method == "POST":
+            return await self._chat(request, orjson.loads(body))
+        return await _proxy_target(request, tail, body)
+
+    async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        try:
+            return await self._answer_chat(request, payload)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.disconnects.append(payload["model"])
+            raise
+
+    async def _answer_chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        model = payload["model"]
+        if model.startswith("error-"):
+            status = int(model.removeprefix("error-"))
+            headers = {"Retry-After": "7"} if status == 429 else None
+            # Like some real providers, the 401 quotes the key it got: the gateway must not pass it on.
+            said = f" (key {request.headers.get('Authorization', '')})" if status == 401 else ""
+            return _error(status, f"fake upstream refused with {status}{said}", headers=headers)
+        if model == "slow":
+            await asyncio.sleep(5)
+        message = _answer(model, payload)
+        if not payload.get("stream"):
+            return web.json_response(_completion(model, message))
+        return await self._stream(request, model, message, payload)
+
+    async def _stream(self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+        for index, chunk in enumerate(chunks):
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            if model == "broken-stream" and index == 1:
+                request.transport.close()  # type: ignore[union-attr]
+                return response
+            if model == "midstream-error":
+                await response.write(b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error"}}\n\n')
+                return response
+            if model == "hang":
+                await asyncio.sleep(3600)
+        if model != "no-done":
+            await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
+    key = f"key-{spec.id}"
+    if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
+        return _error(401, "Incorrect API key provided.")
+    if spec.auth not in ("bearer", "none") and request.headers.get(spec.auth) != key:
+        return _error(401, f"missing or wrong {spec.auth}")
+    for name, value in spec.headers.items():
+        if request.headers.get(name) != value:
+            return _error(400, f"missing header {name}")
+    return None
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error", "code": f"fake_{status}", "param": None}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _model_page(fmt: str, query: Any) -> dict[str, Any]:
+    """Models model-a and model-b in the format's native shape, one per page where it pages."""
+    second = any(k in query for k in ("after_id", "page_token", "pageToken")) or query.get("page") == "2"
+    name = "model-b" if second else "model-a"
+    if fmt == "openai":
+        return {"object": "list", "data": [
+            {"id": "model-b", "object": "model", "created": 1700000001, "owned_by": "acme"},
+            {"id": "model-a", "object": "model", "created": 1700000000, "owned_by": "acme"},
+        ]}
+    if fmt == "anthropic":
+        return {"data": [{"type": "model", "id": name, "display_name": name.title(), "created_at": "2025-02-19T00:00:00Z"}],
+                "has_more": not second, "first_id": name, "last_id": name}
+    if fmt == "cohere":
+        return {"models": [{"name": name, "endpoints": ["chat"], "context_length": 128000}],
+                **({} if second else {"next_page_token": "page-2"})}
+    if fmt == "cloudflare":
+        return {"success": True, "errors": [], "messages": [],
+                "result": [{"id": f"id-{name}", "name": name, "task": {"name": "Text Generation"}, "created_at": "2024-01-01 00:00:00"}],
+                "result_info": {"page": 2 if second else 1, "per_page": 1, "count": 1, "total_count": 2}}
+    if fmt == "google":
+        return {"models": [{"name": f"models/{name}", "displayName": name}], **({} if second else {"nextPageToken": "p2"})}
+    raise AssertionError(f"no fake for model format {fmt}")
+
+
+def _last_user_text(payload: dict[str, Any]) -> str:
+    for message in reversed(payload["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if model == "tool" and payload.get("tools"):
+        name = payload["tools"][0]["function"]["name"]
+        call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+    return {"role": "assistant", "content": f"You said: {_last_user_text(payload)}"}
+
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+
+
+def _completion(model: str, message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
+        "usage": USAGE,
+    }
+
+
+def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        out.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                           "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        arguments = call["function"]["arguments"]
+        for piece in (arguments[:8], arguments[8:]):
+            out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        out.append(chunk({}, "tool_calls"))
+    else:
+        words = message["content"].split(" ")
+        out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        out.append(chunk({}, "stop"))
+    if include_usage:
+        out.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+                    "choices": [], "usage": USAGE})
+    return out
+
+
+async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
+    """Paths the proxy tests reach: /echo, /status/<n>, /stream/<n>, /gzip."""
+    if tail.startswith("/status/"):
+        return web.json_response({"status": int(tail.rsplit("/", 1)[1])}, status=int(tail.rsplit("/", 1)[1]),
+                                 headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"})
+    if tail.startswith("/stream/"):
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(int(tail.rsplit("/", 1)[1])):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+    return web.json_response({
+        "method": request.method, "path": request.raw_path.split("?")[0], "query": request.query_string,
+        "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body.decode("utf-8", "replace"),
+    }, headers={"X-Upstream": "yes"})

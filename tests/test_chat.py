@@ -1,0 +1,108 @@
+"""/v1/chat/completions through the official openai SDK, against the fake providers."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from .fakes import FakeProviders
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+async def test_completion_is_relayed_with_prefix_stripped(client: openai.AsyncOpenAI, fake: FakeProviders) -> None:
+    answer = await client.chat.completions.create(model="openai/echo", messages=HELLO, temperature=0.2)
+    assert answer.choices[0].message.content == "You said: hello there"
+    assert answer.usage is not None and answer.usage.total_tokens == 18
+    sent = fake.last("/chat/completions")
+    assert sent.json["model"] == "echo"
+    assert sent.json["temperature"] == 0.2
+    assert sent.headers["authorization"] == "Bearer key-openai"
+
+
+async def test_provider_query_parameter_names_the_provider(client: openai.AsyncOpenAI, fake: FakeProviders) -> None:
+    answer = await client.chat.completions.create(model="echo", messages=HELLO, extra_query={"provider": "groq"})
+    assert answer.choices[0].message.content == "You said: hello there"
+    assert fake.last("/chat/completions").path.startswith("/groq/")
+
+
+async def test_stream_relays_every_chunk_and_usage(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model="openai/echo", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "You said: hello there"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 18
+
+
+async def test_stream_is_sse_with_exactly_one_done(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        body = {"model": "openai/echo", "messages": HELLO, "stream": True}
+        response = await http.post(f"{gateway}/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert response.text.count("data: [DONE]") == 1
+    assert response.text.endswith("data: [DONE]\n\n")
+
+
+async def test_tool_calls_non_stream(client: openai.AsyncOpenAI) -> None:
+    answer = await client.chat.completions.create(model="openai/tool", messages=HELLO, tools=TOOLS)  # type: ignore[arg-type]
+    call = answer.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+async def test_tool_calls_stream(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="openai/tool", messages=HELLO, tools=TOOLS, stream=True)  # type: ignore[arg-type]
+    name, arguments, finish = "", "", None
+    async for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or []:
+            assert call.index == 0
+            name += call.function.name or "" if call.function else ""
+            arguments += call.function.arguments or "" if call.function else ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather" and json.loads(arguments) == {"city": "Paris"} and finish == "tool_calls"
+
+
+@pytest.mark.parametrize("pid", ["cohere", "mistral", "ollama_cloud"])
+async def test_stream_options_removed_for_providers_that_reject_it(client: openai.AsyncOpenAI, fake: FakeProviders, pid: str) -> None:
+    stream = await client.chat.completions.create(
+        model=f"{pid}/echo", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    assert [c async for c in stream]
+    assert "stream_options" not in fake.last("/chat/completions").json
+
+
+async def test_stream_options_kept_for_others(client: openai.AsyncOpenAI, fake: FakeProviders) -> None:
+    stream = await client.chat.completions.create(
+        model="deepseek/echo", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    assert [c async for c in stream]
+    assert fake.last("/chat/completions").json["stream_options"] == {"include_usage": True}
+
+
+IMAGE = [{"role": "user", "content": [{"type": "text", "text": "what is this"},
+                                      {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]
+
+
+async def test_images_refused_when_vision_is_off(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="openai/echo", messages=IMAGE)  # type: ignore[arg-type]
+    assert "ENABLE_VISION=true" in caught.value.message
+    assert caught.value.code == "vision_disabled"
+
+
+async def test_images_pass_when_vision_is_on(gateway_with, fake: FakeProviders) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_with(ENABLE_VISION="true") as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        answer = await client.chat.completions.create(model="openai/echo", messages=IMAGE)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "You said: what is this "
+    assert fake.last("/chat/completions").json["messages"][0]["content"][1]["type"] == "image_url"
