@@ -239,11 +239,14 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
 
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
-    """Paths the proxy tests reach: /echo, /status/<n>, /stream/<n>, /gzip."""
-    if tail.startswith("/status/"):
+    """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
+    model list that takes 5 s)."""
+    if "/slowlist/" in tail:
+        await asyncio.sleep(5)
+    if "/status/" in tail:
         return web.json_response({"status": int(tail.rsplit("/", 1)[1])}, status=int(tail.rsplit("/", 1)[1]),
                                  headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"})
-    if tail.startswith("/stream/"):
+    if "/stream/" in tail:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i in range(int(tail.rsplit("/", 1)[1])):

@@ -1,0 +1,92 @@
+"""/v1/models: every configured provider at once, or one with ?provider=."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from gateway import Settings
+from providers.registry import ProviderSpec
+
+from .conftest import GatewayFactory, serve
+from .fakes import FakeProviders
+
+
+async def get_models(url: str, query: str = "") -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(f"{url}/v1/models{query}")
+
+
+async def test_all_providers_listed_in_order(gateway: str, fake: FakeProviders) -> None:
+    response = await get_models(gateway)
+    assert response.status_code == 200
+    document = response.json()
+    assert document["object"] == "list" and "provider" not in document
+    ids = [m["id"] for m in document["data"]]
+    expected = [f"{pid}/model-{x}" for pid in sorted(fake.registry) for x in "ab"]
+    assert ids == expected
+    for entry in document["data"]:
+        assert set(entry) == {"id", "object", "created", "owned_by", "served_by"}
+        assert entry["object"] == "model" and entry["served_by"] == entry["id"].split("/")[0]
+
+
+async def test_the_openai_sdk_lists_models(client: openai.AsyncOpenAI) -> None:
+    page = await client.models.list()
+    openai_models = [m for m in page.data if m.id.startswith("openai/")]
+    assert [(m.id, m.created, m.owned_by) for m in openai_models] == [
+        ("openai/model-a", 1700000000, "acme"), ("openai/model-b", 1700000001, "acme")]
+
+
+async def test_provider_filter(gateway: str) -> None:
+    document = (await get_models(gateway, "?provider=anthropic")).json()
+    assert document["provider"] == "anthropic"
+    assert [(m["id"], m["created"], m["owned_by"]) for m in document["data"]] == [
+        ("anthropic/model-a", 1739923200, "anthropic"), ("anthropic/model-b", 1739923200, "anthropic")]
+
+
+async def test_failing_provider_is_left_out_of_the_full_list(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(OPENAI_API_URL="http://127.0.0.1:9/v1") as url:
+        response = await get_models(url)
+        assert response.status_code == 200
+        assert not any(m["id"].startswith("openai/") for m in response.json()["data"])
+        assert any(m["id"].startswith("groq/") for m in response.json()["data"])
+        error = (await get_models(url, "?provider=openai"))
+    assert error.status_code == 502 and "Could not connect" in error.json()["error"]["message"]
+
+
+async def test_slow_provider_is_left_out_and_504_alone(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    slow = f"{fake.base}/groq/slowlist/v1"
+    async with gateway_with(GROQ_API_URL=slow, CLIENT_RESPONSE_HEADER_TIMEOUT="300ms") as url:
+        listed = await get_models(url)
+        alone = await get_models(url, "?provider=groq")
+    assert listed.status_code == 200 and not any(m["id"].startswith("groq/") for m in listed.json()["data"])
+    assert alone.status_code == 504 and alone.json()["error"]["type"] == "api_error"
+
+
+async def test_upstream_refusal_is_502_with_its_message(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(OPENAI_API_KEY="wrong") as url:
+        response = await get_models(url, "?provider=openai")
+    assert response.status_code == 502
+    assert "Incorrect API key" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("query", "contains"), [("?provider=nosuch", "Unknown provider"), ("?provider=groq", "GROQ_API_KEY")])
+async def test_unknown_or_unconfigured_provider_is_400(gateway_with: GatewayFactory, query: str, contains: str) -> None:
+    async with gateway_with(GROQ_API_KEY="") as url:
+        response = await get_models(url, query)
+    assert response.status_code == 400 and contains in response.json()["error"]["message"]
+
+
+async def test_google_native_list_is_paged_and_unprefixed(fake: FakeProviders) -> None:
+    spec = ProviderSpec(id="gemini_native", url="https://example.invalid/v1beta", models_format="google")
+    registry = {**fake.registry, spec.id: spec}
+    fake.registry[spec.id] = spec
+    try:
+        settings = Settings.load({**fake.env(), "GEMINI_NATIVE_API_KEY": "key-gemini_native"}, registry=registry)
+        async with serve(settings) as url:
+            document = (await get_models(url, "?provider=gemini_native")).json()
+    finally:
+        del fake.registry[spec.id]
+    assert [m["id"] for m in document["data"]] == ["gemini_native/model-a", "gemini_native/model-b"]
+    assert fake.last("/models").query == {"pageSize": "1000", "pageToken": "p2"}

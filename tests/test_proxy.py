@@ -1,0 +1,109 @@
+"""/proxy/{provider}/{path}: the provider's own API, with the gateway's credential injected."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+
+from .conftest import GatewayFactory
+from .fakes import FakeProviders
+
+# The fake serves each provider under /<id>/<path of its URL>; the proxy appends to the origin.
+OPENAI = "/proxy/openai/openai/v1"
+
+
+async def test_method_query_body_and_headers_pass_through(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{gateway}{OPENAI}/files?purpose=batch&x=1", content=b'{"a": 1}',
+                                   headers={"content-type": "application/json", "x-custom": "kept"})
+    assert response.status_code == 200 and response.headers["x-upstream"] == "yes"
+    echoed = response.json()
+    assert echoed["method"] == "POST" and echoed["path"] == "/openai/v1/files"
+    assert echoed["query"] == "purpose=batch&x=1" and echoed["body"] == '{"a": 1}'
+    assert echoed["headers"]["x-custom"] == "kept" and echoed["headers"]["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+async def test_every_method_passes_through(gateway: str, method: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.request(method, f"{gateway}{OPENAI}/things/1")
+    assert response.json()["method"] == method
+
+
+async def test_callers_credentials_are_replaced_by_the_providers(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway}/proxy/anthropic/anthropic/v1/echo", headers={
+            "authorization": "Bearer caller-token", "x-api-key": "caller-key", "cookie": "session=caller"})
+    headers = response.json()["headers"]
+    assert headers["x-api-key"] == "key-anthropic" and headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in headers and "cookie" not in headers
+    assert "caller" not in response.text
+
+
+async def test_bearer_credential_injected(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway}{OPENAI}/echo", headers={"authorization": "Bearer caller-token"})
+    assert response.json()["headers"]["authorization"] == "Bearer key-openai"
+
+
+async def test_upstream_status_and_headers_pass_through_without_cookies(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway}{OPENAI}/status/418")
+    assert response.status_code == 418 and response.json() == {"status": 418}
+    assert response.headers["x-upstream"] == "yes" and "set-cookie" not in response.headers
+
+
+async def test_response_streams(gateway: str) -> None:
+    async with httpx.AsyncClient() as http, http.stream("GET", f"{gateway}{OPENAI}/stream/5") as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        chunks = [chunk async for chunk in response.aiter_text()]
+    assert "".join(chunks) == "".join(f"data: {i}\n\n" for i in range(5))
+
+
+async def test_request_body_streams(gateway: str) -> None:
+    async def upload():  # type: ignore[no-untyped-def]
+        for i in range(50):
+            yield f"part-{i};".encode()
+            await asyncio.sleep(0)
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{gateway}{OPENAI}/upload", content=upload())
+    assert response.json()["body"] == "".join(f"part-{i};" for i in range(50))
+
+
+async def test_providers_own_sdk_works_through_the_proxy(gateway: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway}{OPENAI}", api_key="caller-token", max_retries=0)
+    answer = await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "via proxy"}])
+    assert answer.choices[0].message.content == "You said: via proxy"
+
+
+@pytest.mark.parametrize("path", [
+    "/proxy/openai/openai/../../secret", "/proxy/openai/%2e%2e/secret", "/proxy/openai/openai/%2E%2E%2Fsecret",
+    "/proxy/openai/..%2fsecret", "/proxy/openai/openai/%252e%252e/secret", "/proxy/openai/openai/..\\secret",
+])
+async def test_path_escape_is_refused(gateway: str, fake: FakeProviders, path: str) -> None:
+    host, port = gateway.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 400"), response
+    assert b"'..'" in response
+    assert not any("secret" in seen.path for seen in fake.seen)
+
+
+async def test_unknown_and_unconfigured_providers_are_400(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(GROQ_API_KEY="") as url, httpx.AsyncClient() as http:
+        unknown = await http.get(f"{url}/proxy/nosuch/v1/models")
+        unconfigured = await http.get(f"{url}/proxy/groq/openai/v1/models")
+    assert unknown.status_code == 400 and "Unknown provider" in unknown.json()["error"]["message"]
+    assert unconfigured.status_code == 400 and "GROQ_API_KEY" in unconfigured.json()["error"]["message"]
+
+
+async def test_unreachable_provider_is_502(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(OPENAI_API_URL="http://127.0.0.1:9/v1") as url, httpx.AsyncClient() as http:
+        response = await http.get(f"{url}/proxy/openai/v1/models")
+    assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_unreachable"
