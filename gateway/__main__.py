@@ -1,8 +1,8 @@
 """The ``polyrelay`` command (also ``python -m gateway``).
 
-    polyrelay serve [--config FILE] [--host HOST] [--port PORT]   start the gateway (the default)
-    polyrelay providers [--config FILE]                           the registry, and what is configured
-    polyrelay check-config [--config FILE]                        validate the settings, exit 1 if bad
+polyrelay serve [--config FILE] [--host HOST] [--port PORT]   start the gateway (the default)
+polyrelay providers [--config FILE]                           the registry, and what is configured
+polyrelay check-config [--config FILE]                        validate the settings, exit 1 if bad
 """
 
 from __future__ import annotations

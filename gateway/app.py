@@ -1,7 +1,7 @@
 """``create_app``: the ASGI application, assembled from one ``Settings`` object.
 
-    settings = Settings.load(os.environ)
-    app = create_app(settings)          # serve with uvicorn; the lifespan opens the HTTP pool
+settings = Settings.load(os.environ)
+app = create_app(settings)          # serve with uvicorn; the lifespan opens the HTTP pool
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .models import ModelsEndpoint
 from .proxy import METHODS, ProxyEndpoint
 from .settings import Settings
 
-__all__ = ["create_app", "app_from_environment"]
+__all__ = ["app_from_environment", "create_app"]
 
 log = logging.getLogger("polyrelay")
 

@@ -51,7 +51,9 @@ class ChatEndpoint:
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
         if chat.stream:
             events = await until_disconnect(request.receive, adapter.stream(chat))
-            return RelayResponse(events, close=events.aclose, headers=SSE_HEADERS, on_error=error_event, tail=DONE_EVENT)
+            return RelayResponse(
+                events, close=events.aclose, headers=SSE_HEADERS, on_error=error_event, tail=DONE_EVENT
+            )
         answer = await until_disconnect(request.receive, adapter.chat(chat))
         return Response(answer, media_type="application/json")
 

@@ -44,11 +44,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: APIError
     if exc.status_code == 404:
-        error = NotFound(f"No route {request.method} {request.url.path}. See /openapi.yaml for the API.")
-    elif exc.status_code == 405:
-        error = MethodNotAllowed(
-            f"{request.method} is not allowed on {request.url.path}.", headers=exc.headers
+        error = NotFound(
+            f"No route {request.method} {request.url.path}. The gateway serves /v1/models, "
+            "/v1/chat/completions, /proxy/<provider>/<path> and /health."
         )
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.", headers=exc.headers)
     else:
         error = InvalidRequest(str(exc.detail), status=exc.status_code)
     return error_response(error)

@@ -22,13 +22,24 @@ from .relay import RelayResponse, until_disconnect
 from .routing import provider_by_id
 from .settings import Settings
 
-__all__ = ["ProxyEndpoint", "METHODS"]
+__all__ = ["METHODS", "ProxyEndpoint"]
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-     "transfer-encoding", "upgrade", "host", "expect"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "expect",
+    }
 )
 # The caller's credentials for the gateway are not the provider's business.
 _CALLER_SECRETS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"})
@@ -66,7 +77,9 @@ class ProxyEndpoint:
             watch_after=uploaded,
         )
         response_headers = [(k, v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _NOT_RETURNED]
-        return RelayResponse(upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers)
+        return RelayResponse(
+            upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
+        )
 
 
 async def _flag_when_done(chunks: AsyncIterator[bytes], done: asyncio.Event) -> AsyncIterator[bytes]:

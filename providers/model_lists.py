@@ -92,7 +92,11 @@ def _anthropic(data: Any, owner: str) -> Page:
 
 
 def _cohere(data: Any, owner: str) -> Page:
-    models = [ModelInfo(id=str(item["name"]), created=0, owned_by=owner) for item in _items(data, "models") if item.get("name")]
+    models = [
+        ModelInfo(id=str(item["name"]), created=0, owned_by=owner)
+        for item in _items(data, "models")
+        if item.get("name")
+    ]
     token = data.get("next_page_token")
     return models, {"page_size": "1000", "page_token": str(token)} if token else None
 

@@ -80,7 +80,7 @@ async def _relay(response: UpstreamResponse) -> AsyncIterator[bytes]:
     decoder = SSEDecoder()
     errored = False
     async for chunk in response.iter_chunks():
-        out = []
+        out: list[bytes] = []
         for event in decoder.feed(chunk):
             if event.endswith(DONE) and _is_done(event):
                 if out:

@@ -162,17 +162,13 @@ def _translated_errors() -> Iterator[None]:
     """aiohttp's exceptions, mapped to ours at the boundary (most specific first)."""
     try:
         yield
-    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("The provider did not answer in time.") from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamUnreachable("The provider's answer was cut off before it ended.") from exc
     except aiohttp.InvalidURL as exc:
         raise UpstreamUnreachable(f"The provider URL is not valid: {exc}.") from exc
     except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnreachable(
-            f"Could not connect to the provider at {exc.host}:{exc.port}."
-        ) from exc
+        raise UpstreamUnreachable(f"Could not connect to the provider at {exc.host}:{exc.port}.") from exc
     except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnreachable(
-            f"The connection to the provider failed ({type(exc).__name__})."
-        ) from exc
+        raise UpstreamUnreachable(f"The connection to the provider failed ({type(exc).__name__}).") from exc

@@ -86,7 +86,13 @@ class FakeProviders:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append(
-            Seen(request.method, request.path, dict(request.query), {k.lower(): v for k, v in request.headers.items()}, body)
+            Seen(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+            )
         )
         pid = request.match_info["pid"]
         spec = self.registry.get(pid)
@@ -125,7 +131,9 @@ class FakeProviders:
             return web.json_response(_completion(model, message))
         return await self._stream(request, model, message, payload)
 
-    async def _stream(self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
@@ -135,7 +143,9 @@ class FakeProviders:
                 request.transport.close()  # type: ignore[union-attr]
                 return response
             if model == "midstream-error":
-                await response.write(b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error"}}\n\n')
+                await response.write(
+                    b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error"}}\n\n'
+                )
                 return response
             if model == "hang":
                 await asyncio.sleep(3600)
@@ -157,7 +167,14 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error", "code": f"fake_{status}", "param": None}}
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error" if status < 500 else "server_error",
+            "code": f"fake_{status}",
+            "param": None,
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -166,22 +183,45 @@ def _model_page(fmt: str, query: Any) -> dict[str, Any]:
     second = any(k in query for k in ("after_id", "page_token", "pageToken")) or query.get("page") == "2"
     name = "model-b" if second else "model-a"
     if fmt == "openai":
-        return {"object": "list", "data": [
-            {"id": "model-b", "object": "model", "created": 1700000001, "owned_by": "acme"},
-            {"id": "model-a", "object": "model", "created": 1700000000, "owned_by": "acme"},
-        ]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": "model-b", "object": "model", "created": 1700000001, "owned_by": "acme"},
+                {"id": "model-a", "object": "model", "created": 1700000000, "owned_by": "acme"},
+            ],
+        }
     if fmt == "anthropic":
-        return {"data": [{"type": "model", "id": name, "display_name": name.title(), "created_at": "2025-02-19T00:00:00Z"}],
-                "has_more": not second, "first_id": name, "last_id": name}
+        return {
+            "data": [{"type": "model", "id": name, "display_name": name.title(), "created_at": "2025-02-19T00:00:00Z"}],
+            "has_more": not second,
+            "first_id": name,
+            "last_id": name,
+        }
     if fmt == "cohere":
-        return {"models": [{"name": name, "endpoints": ["chat"], "context_length": 128000}],
-                **({} if second else {"next_page_token": "page-2"})}
+        return {
+            "models": [{"name": name, "endpoints": ["chat"], "context_length": 128000}],
+            **({} if second else {"next_page_token": "page-2"}),
+        }
     if fmt == "cloudflare":
-        return {"success": True, "errors": [], "messages": [],
-                "result": [{"id": f"id-{name}", "name": name, "task": {"name": "Text Generation"}, "created_at": "2024-01-01 00:00:00"}],
-                "result_info": {"page": 2 if second else 1, "per_page": 1, "count": 1, "total_count": 2}}
+        return {
+            "success": True,
+            "errors": [],
+            "messages": [],
+            "result": [
+                {
+                    "id": f"id-{name}",
+                    "name": name,
+                    "task": {"name": "Text Generation"},
+                    "created_at": "2024-01-01 00:00:00",
+                }
+            ],
+            "result_info": {"page": 2 if second else 1, "per_page": 1, "count": 1, "total_count": 2},
+        }
     if fmt == "google":
-        return {"models": [{"name": f"models/{name}", "displayName": name}], **({} if second else {"nextPageToken": "p2"})}
+        return {
+            "models": [{"name": f"models/{name}", "displayName": name}],
+            **({} if second else {"nextPageToken": "p2"}),
+        }
     raise AssertionError(f"no fake for model format {fmt}")
 
 
@@ -208,22 +248,44 @@ USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 def _completion(model: str, message: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}
+        ],
         "usage": USAGE,
     }
 
 
 def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     out = [chunk({"role": "assistant", "content": ""})]
     if message.get("tool_calls"):
         call = message["tool_calls"][0]
-        out.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
-                                           "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         arguments = call["function"]["arguments"]
         for piece in (arguments[:8], arguments[8:]):
             out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
@@ -233,8 +295,16 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
         out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
         out.append(chunk({}, "stop"))
     if include_usage:
-        out.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
-                    "choices": [], "usage": USAGE})
+        out.append(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [],
+                "usage": USAGE,
+            }
+        )
     return out
 
 
@@ -244,8 +314,11 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
     if "/status/" in tail:
-        return web.json_response({"status": int(tail.rsplit("/", 1)[1])}, status=int(tail.rsplit("/", 1)[1]),
-                                 headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"})
+        return web.json_response(
+            {"status": int(tail.rsplit("/", 1)[1])},
+            status=int(tail.rsplit("/", 1)[1]),
+            headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"},
+        )
     if "/stream/" in tail:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -254,7 +327,13 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
             await asyncio.sleep(0.01)
         await response.write_eof()
         return response
-    return web.json_response({
-        "method": request.method, "path": request.raw_path.split("?")[0], "query": request.query_string,
-        "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body.decode("utf-8", "replace"),
-    }, headers={"X-Upstream": "yes"})
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.raw_path.split("?")[0],
+            "query": request.query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        },
+        headers={"X-Upstream": "yes"},
+    )

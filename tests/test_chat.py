@@ -10,8 +10,16 @@ import pytest
 
 from .fakes import FakeProviders
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
@@ -73,7 +81,9 @@ async def test_tool_calls_stream(client: openai.AsyncOpenAI) -> None:
 
 
 @pytest.mark.parametrize("pid", ["cohere", "mistral", "ollama_cloud"])
-async def test_stream_options_removed_for_providers_that_reject_it(client: openai.AsyncOpenAI, fake: FakeProviders, pid: str) -> None:
+async def test_stream_options_removed_for_providers_that_reject_it(
+    client: openai.AsyncOpenAI, fake: FakeProviders, pid: str
+) -> None:
     stream = await client.chat.completions.create(
         model=f"{pid}/echo", messages=HELLO, stream=True, stream_options={"include_usage": True}
     )
@@ -89,8 +99,15 @@ async def test_stream_options_kept_for_others(client: openai.AsyncOpenAI, fake: 
     assert fake.last("/chat/completions").json["stream_options"] == {"include_usage": True}
 
 
-IMAGE = [{"role": "user", "content": [{"type": "text", "text": "what is this"},
-                                      {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        ],
+    }
+]
 
 
 async def test_images_refused_when_vision_is_off(client: openai.AsyncOpenAI) -> None:

@@ -20,13 +20,17 @@ async def test_provider_lists_models_and_chats(pid: str, client: openai.AsyncOpe
     assert document["provider"] == pid
     assert [m["id"] for m in document["data"]] == [f"{pid}/model-a", f"{pid}/model-b"]
 
-    answer = await client.chat.completions.create(model=f"{pid}/model-a", messages=[{"role": "user", "content": "ping"}])
+    answer = await client.chat.completions.create(
+        model=f"{pid}/model-a", messages=[{"role": "user", "content": "ping"}]
+    )
     assert answer.choices[0].message.content == "You said: ping"
     sent = fake.last(spec.chat_path)
     assert sent.path.startswith(f"/{pid}/") and sent.json["model"] == "model-a"
 
     stream = await client.chat.completions.create(
-        model=f"{pid}/model-a", messages=[{"role": "user", "content": "ping"}], stream=True,
+        model=f"{pid}/model-a",
+        messages=[{"role": "user", "content": "ping"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])

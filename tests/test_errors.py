@@ -26,8 +26,9 @@ def assert_envelope(response: httpx.Response, status: int, kind: str, *, contain
 
 async def post_chat(url: str, content: bytes, **headers: str) -> httpx.Response:
     async with httpx.AsyncClient() as http:
-        return await http.post(f"{url}/v1/chat/completions", content=content,
-                               headers={"content-type": "application/json", **headers})
+        return await http.post(
+            f"{url}/v1/chat/completions", content=content, headers={"content-type": "application/json", **headers}
+        )
 
 
 @pytest.mark.parametrize(
@@ -80,8 +81,10 @@ async def test_body_over_the_limit_declared_is_refused_before_it_is_sent(gateway
         host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         # Headers only: a gateway that waited for the gigabyte would never answer.
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000000000\r\n\r\n")
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         writer.close()
@@ -100,10 +103,18 @@ async def test_chunked_body_over_the_limit_gets_413(gateway_with: GatewayFactory
 
 @pytest.mark.parametrize(
     ("status", "exception"),
-    [(400, openai.BadRequestError), (401, openai.AuthenticationError), (404, openai.NotFoundError),
-     (429, openai.RateLimitError), (500, openai.InternalServerError), (503, openai.InternalServerError)],
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (404, openai.NotFoundError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+        (503, openai.InternalServerError),
+    ],
 )
-async def test_upstream_errors_keep_status_and_message(client: openai.AsyncOpenAI, status: int, exception: type) -> None:
+async def test_upstream_errors_keep_status_and_message(
+    client: openai.AsyncOpenAI, status: int, exception: type
+) -> None:
     with pytest.raises(exception) as caught:
         await client.chat.completions.create(model=f"openai/error-{status}", messages=HELLO)  # type: ignore[arg-type]
     assert caught.value.status_code == status
@@ -112,7 +123,9 @@ async def test_upstream_errors_keep_status_and_message(client: openai.AsyncOpenA
 
 
 async def test_upstream_429_keeps_retry_after(gateway: str) -> None:
-    response = await post_chat(gateway, b'{"model": "openai/error-429", "messages": [{"role": "user", "content": "x"}]}')
+    response = await post_chat(
+        gateway, b'{"model": "openai/error-429", "messages": [{"role": "user", "content": "x"}]}'
+    )
     assert_envelope(response, 429, "invalid_request_error")
     assert response.headers["retry-after"] == "7"
 
@@ -138,16 +151,20 @@ async def test_upstream_timeout_is_504(gateway_with: GatewayFactory) -> None:
 
 async def stream_text(url: str, model: str) -> str:
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(f"{url}/v1/chat/completions",
-                                   json={"model": model, "messages": HELLO, "stream": True})
+        response = await http.post(
+            f"{url}/v1/chat/completions", json={"model": model, "messages": HELLO, "stream": True}
+        )
     assert response.status_code == 200
     return response.text
 
 
 @pytest.mark.parametrize(
     ("model", "message"),
-    [("openai/broken-stream", "cut off"), ("openai/no-done", "ended before it was complete"),
-     ("openai/midstream-error", "fake mid-stream failure")],
+    [
+        ("openai/broken-stream", "cut off"),
+        ("openai/no-done", "ended before it was complete"),
+        ("openai/midstream-error", "fake mid-stream failure"),
+    ],
 )
 async def test_broken_streams_end_with_one_error_event_and_done(gateway: str, model: str, message: str) -> None:
     text = await stream_text(gateway, model)
@@ -184,7 +201,9 @@ async def test_wrong_method_is_405_in_the_envelope(gateway: str) -> None:
     assert response.headers["allow"] == "POST"
 
 
-async def test_client_disconnect_mid_stream_closes_the_upstream(client: openai.AsyncOpenAI, fake: FakeProviders) -> None:
+async def test_client_disconnect_mid_stream_closes_the_upstream(
+    client: openai.AsyncOpenAI, fake: FakeProviders
+) -> None:
     stream = await client.chat.completions.create(model="openai/hang", messages=HELLO, stream=True)  # type: ignore[arg-type]
     first = await stream.__anext__()
     assert first.choices[0].delta.role == "assistant"
@@ -200,8 +219,9 @@ async def test_client_disconnect_mid_stream_closes_the_upstream(client: openai.A
 async def test_client_disconnect_while_waiting_cancels_the_upstream_call(gateway: str, fake: FakeProviders) -> None:
     before = fake.disconnects.count("slow")
     async with httpx.AsyncClient() as http:
-        call = asyncio.create_task(http.post(f"{gateway}/v1/chat/completions",
-                                             json={"model": "openai/slow", "messages": HELLO}))
+        call = asyncio.create_task(
+            http.post(f"{gateway}/v1/chat/completions", json={"model": "openai/slow", "messages": HELLO})
+        )
         await asyncio.sleep(0.3)
         call.cancel()
     for _ in range(100):
@@ -212,7 +232,9 @@ async def test_client_disconnect_while_waiting_cancels_the_upstream_call(gateway
 
 
 async def test_secrets_never_appear_in_errors(gateway: str) -> None:
-    response = await post_chat(gateway, b'{"model": "openai/error-401", "messages": [{"role": "user", "content": "x"}]}')
+    response = await post_chat(
+        gateway, b'{"model": "openai/error-401", "messages": [{"role": "user", "content": "x"}]}'
+    )
     assert response.status_code == 401
     assert "fake upstream refused with 401 (key Bearer ***)" in response.json()["error"]["message"]
     assert "key-openai" not in response.text

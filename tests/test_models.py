@@ -35,14 +35,18 @@ async def test_the_openai_sdk_lists_models(client: openai.AsyncOpenAI) -> None:
     page = await client.models.list()
     openai_models = [m for m in page.data if m.id.startswith("openai/")]
     assert [(m.id, m.created, m.owned_by) for m in openai_models] == [
-        ("openai/model-a", 1700000000, "acme"), ("openai/model-b", 1700000001, "acme")]
+        ("openai/model-a", 1700000000, "acme"),
+        ("openai/model-b", 1700000001, "acme"),
+    ]
 
 
 async def test_provider_filter(gateway: str) -> None:
     document = (await get_models(gateway, "?provider=anthropic")).json()
     assert document["provider"] == "anthropic"
     assert [(m["id"], m["created"], m["owned_by"]) for m in document["data"]] == [
-        ("anthropic/model-a", 1739923200, "anthropic"), ("anthropic/model-b", 1739923200, "anthropic")]
+        ("anthropic/model-a", 1739923200, "anthropic"),
+        ("anthropic/model-b", 1739923200, "anthropic"),
+    ]
 
 
 async def test_failing_provider_is_left_out_of_the_full_list(gateway_with: GatewayFactory) -> None:
@@ -51,7 +55,7 @@ async def test_failing_provider_is_left_out_of_the_full_list(gateway_with: Gatew
         assert response.status_code == 200
         assert not any(m["id"].startswith("openai/") for m in response.json()["data"])
         assert any(m["id"].startswith("groq/") for m in response.json()["data"])
-        error = (await get_models(url, "?provider=openai"))
+        error = await get_models(url, "?provider=openai")
     assert error.status_code == 502 and "Could not connect" in error.json()["error"]["message"]
 
 
@@ -71,7 +75,9 @@ async def test_upstream_refusal_is_502_with_its_message(gateway_with: GatewayFac
     assert "Incorrect API key" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("query", "contains"), [("?provider=nosuch", "Unknown provider"), ("?provider=groq", "GROQ_API_KEY")])
+@pytest.mark.parametrize(
+    ("query", "contains"), [("?provider=nosuch", "Unknown provider"), ("?provider=groq", "GROQ_API_KEY")]
+)
 async def test_unknown_or_unconfigured_provider_is_400(gateway_with: GatewayFactory, query: str, contains: str) -> None:
     async with gateway_with(GROQ_API_KEY="") as url:
         response = await get_models(url, query)

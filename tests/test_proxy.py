@@ -17,8 +17,11 @@ OPENAI = "/proxy/openai/openai/v1"
 
 async def test_method_query_body_and_headers_pass_through(gateway: str) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{gateway}{OPENAI}/files?purpose=batch&x=1", content=b'{"a": 1}',
-                                   headers={"content-type": "application/json", "x-custom": "kept"})
+        response = await http.post(
+            f"{gateway}{OPENAI}/files?purpose=batch&x=1",
+            content=b'{"a": 1}',
+            headers={"content-type": "application/json", "x-custom": "kept"},
+        )
     assert response.status_code == 200 and response.headers["x-upstream"] == "yes"
     echoed = response.json()
     assert echoed["method"] == "POST" and echoed["path"] == "/openai/v1/files"
@@ -35,8 +38,10 @@ async def test_every_method_passes_through(gateway: str, method: str) -> None:
 
 async def test_callers_credentials_are_replaced_by_the_providers(gateway: str) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.get(f"{gateway}/proxy/anthropic/anthropic/v1/echo", headers={
-            "authorization": "Bearer caller-token", "x-api-key": "caller-key", "cookie": "session=caller"})
+        response = await http.get(
+            f"{gateway}/proxy/anthropic/anthropic/v1/echo",
+            headers={"authorization": "Bearer caller-token", "x-api-key": "caller-key", "cookie": "session=caller"},
+        )
     headers = response.json()["headers"]
     assert headers["x-api-key"] == "key-anthropic" and headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers and "cookie" not in headers
@@ -80,10 +85,17 @@ async def test_providers_own_sdk_works_through_the_proxy(gateway: str) -> None:
     assert answer.choices[0].message.content == "You said: via proxy"
 
 
-@pytest.mark.parametrize("path", [
-    "/proxy/openai/openai/../../secret", "/proxy/openai/%2e%2e/secret", "/proxy/openai/openai/%2E%2E%2Fsecret",
-    "/proxy/openai/..%2fsecret", "/proxy/openai/openai/%252e%252e/secret", "/proxy/openai/openai/..\\secret",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proxy/openai/openai/../../secret",
+        "/proxy/openai/%2e%2e/secret",
+        "/proxy/openai/openai/%2E%2E%2Fsecret",
+        "/proxy/openai/..%2fsecret",
+        "/proxy/openai/openai/%252e%252e/secret",
+        "/proxy/openai/openai/..\\secret",
+    ],
+)
 async def test_path_escape_is_refused(gateway: str, fake: FakeProviders, path: str) -> None:
     host, port = gateway.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))

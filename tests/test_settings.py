@@ -1,0 +1,136 @@
+"""Settings from the environment and a YAML file: names, defaults, spellings and clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import SETTINGS, Settings, SettingsError, parse_bool, parse_duration
+
+
+def test_defaults_follow_inference_gateway() -> None:
+    s = Settings.load({})
+    assert (s.environment, s.server_host, s.server_port) == ("production", "127.0.0.1", 8080)
+    assert (s.server_read_timeout, s.server_write_timeout, s.server_idle_timeout) == (30, 30, 120)
+    assert s.server_max_request_body_size == 10485760
+    assert (s.client_max_idle_conns, s.client_max_idle_conns_per_host) == (20, 20)
+    assert (s.client_idle_conn_timeout, s.client_response_header_timeout, s.client_timeout) == (30, 10, 30)
+    assert s.enable_vision is False and s.allowed_models == () and s.disallowed_models == ()
+    assert [p.id for p in s.configured_providers] == ["ollama"]  # the one provider that needs no key
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("1m30s", 90), ("250ms", 0.25), ("1h", 3600), ("1.5s", 1.5), ("45", 45), ("0", 0), ("2m0.5s", 120.5)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "10x", "1m 30s", "-1s", "ten"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("No", False),
+        ("off", False),
+    ],
+)
+def test_booleans(text: str, value: bool) -> None:
+    assert parse_bool(text) is value
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SERVER_PORT": "http"}, "SERVER_PORT"),
+        ({"SERVER_PORT": "70000"}, "SERVER_PORT"),
+        ({"SERVER_READ_TIMEOUT": "soon"}, "SERVER_READ_TIMEOUT"),
+        ({"ENABLE_VISION": "maybe"}, "ENABLE_VISION"),
+        ({"VISION_ENABLED": "maybe"}, "VISION_ENABLED"),
+        ({"SERVER_MAX_REQUEST_BODY_SIZE": "-5"}, "SERVER_MAX_REQUEST_BODY_SIZE"),
+        ({"SERVER_TLS_CERT_PATH": "/nonexistent.pem"}, "SERVER_TLS_"),
+        ({"OPENAI_API_URL": "ftp://x"}, "OPENAI_API_URL"),
+        ({"CLOUDFLARE_API_KEY": "k"}, "CLOUDFLARE_API_URL"),
+        ({"AUTH_ENABLED": "true"}, "AUTH_ENABLED"),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.load(env)
+
+
+def test_enable_and_enabled_spellings() -> None:
+    assert Settings.load({"MCP_ENABLE": "true"}).mcp_enabled
+    assert Settings.load({"MCP_ENABLED": "yes"}).mcp_enabled
+    assert Settings.load({"VISION_ENABLED": "1"}).enable_vision
+    with pytest.raises(SettingsError, match="AUTH_ENABLE"):
+        Settings.load({"AUTH_ENABLE": "true"})
+
+
+def test_provider_url_and_key() -> None:
+    s = Settings.load(
+        {
+            "OLLAMA_CLOUD_API_KEY": "k",
+            "OLLAMA_CLOUD_API_URL": "https://example.com/v1",
+            "CLOUDFLARE_API_URL": "https://api.cloudflare.com/client/v4/accounts/abc/ai",
+            "CLOUDFLARE_API_KEY": "c",
+        }
+    )
+    cloud = s.providers["ollama_cloud"]
+    assert cloud.configured and cloud.url == "https://example.com/v1" and cloud.api_key == "k"
+    assert s.providers["cloudflare"].endpoint("/v1/chat/completions").endswith("/accounts/abc/ai/v1/chat/completions")
+    assert "k" not in repr(cloud)
+
+
+def test_yaml_file_with_env_winning(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "environment: development\n"
+        "server:\n  port: 9000\n  read_timeout: 1m\n"
+        "enable_vision: true\n"
+        "allowed_models: [openai/gpt-4o, anthropic/claude]\n"
+        "providers:\n  openai:\n    api_key: from-file\n  groq:\n    api_url: https://groq.example/v1\n    api_key: g\n"
+    )
+    s = Settings.load({"SERVER_PORT": "9100", "GATEWAY_CONFIG": str(config)})
+    assert s.environment == "development" and s.debug
+    assert s.server_port == 9100 and s.server_read_timeout == 60
+    assert s.enable_vision and s.allowed_models == ("openai/gpt-4o", "anthropic/claude")
+    assert s.providers["openai"].api_key == "from-file"
+    assert s.providers["groq"].url == "https://groq.example/v1"
+    assert Settings.load({"OPENAI_API_KEY": "from-env"}, config).providers["openai"].api_key == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server:\n  hots: x\n", "server.hots"),
+        ("providers:\n  nosuch:\n    api_key: x\n", "unknown provider 'nosuch'"),
+        ("providers:\n  openai:\n    token: x\n", "providers.openai.token"),
+        ("- a\n- b\n", "mapping"),
+        ("server: [\n", "Cannot read"),
+    ],
+)
+def test_bad_yaml_is_reported(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError, match=message.replace("[", r"\[")):
+        Settings.load({}, config)
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [var.name for var in SETTINGS if f"`{var.name}`" not in readme]
+    assert not missing, f"README configuration reference lacks {missing}"
