@@ -38,9 +38,9 @@ async def health(request: Request) -> Response:
 def adapter_timeouts(settings: Settings) -> AdapterTimeouts:
     connect = settings.client_response_header_timeout or None
     return AdapterTimeouts(
-        chat=Timeouts(connect=connect, read=None, total=settings.client_timeout or None),
-        stream=Timeouts(connect=connect, headers=connect, read=settings.server_write_timeout or None),
-        models=Timeouts(connect=connect, read=connect, total=connect),
+        chat=Timeouts(connect=connect, total=settings.client_timeout or None),
+        stream=Timeouts(connect=connect, headers=connect, idle=settings.server_write_timeout or None),
+        models=Timeouts(connect=connect, total=connect),
     )
 
 

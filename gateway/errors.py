@@ -14,6 +14,8 @@ from starlette.responses import Response
 
 from providers.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 
+from .relay import ClientGone
+
 __all__ = ["error_event", "error_response", "exception_handlers"]
 
 log = logging.getLogger("polyrelay")
@@ -55,6 +57,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    log.info("client left %s %s before its answer; upstream call cancelled", request.method, request.url.path)
+    return Response(status_code=499)  # nobody reads it; the access log shows why the request ended
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(APIError("The gateway hit an internal error; it has been logged."))
@@ -63,5 +70,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 exception_handlers = {
     APIError: _api_error,
     HTTPException: _http_exception,
+    ClientGone: _client_gone,
     Exception: _unexpected,
 }

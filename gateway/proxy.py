@@ -15,10 +15,10 @@ from urllib.parse import unquote
 from starlette.requests import Request
 
 from providers import Adapter, HttpClient, Timeouts
-from providers.errors import InvalidRequest
+from providers.errors import APIError, InvalidRequest, UpstreamError
 
 from .body import check_declared_length, stream_body
-from .relay import RelayResponse, until_disconnect
+from .relay import ClientGone, RelayResponse, until_disconnect
 from .routing import provider_by_id
 from .settings import Settings
 
@@ -56,7 +56,7 @@ class ProxyEndpoint:
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
             headers=settings.client_timeout or None,
-            read=settings.server_write_timeout or None,
+            idle=settings.server_write_timeout or None,
         )
 
     async def handle(self, request: Request) -> RelayResponse:
@@ -67,25 +67,44 @@ class ProxyEndpoint:
         headers = _forwarded_headers(request.headers.raw)
         headers.update(self.adapters[provider.id].proxy_headers())
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        uploaded = asyncio.Event()
-        body = _flag_when_done(stream_body(request, limit), uploaded) if has_body else None
-        if body is None:
-            uploaded.set()
-        upstream = await until_disconnect(
-            request.receive,
-            self.http.request(request.method, url, headers=headers, body=body, timeouts=self.timeouts, raw=True),
-            watch_after=uploaded,
-        )
+        upload = _Upload(stream_body(request, limit) if has_body else None)
+        try:
+            upstream = await until_disconnect(
+                request.receive,
+                self.http.request(
+                    request.method, url, headers=headers, body=upload.body, timeouts=self.timeouts, raw=True
+                ),
+                watch_after=upload.done,
+            )
+        except UpstreamError:
+            if upload.error is not None:  # the client's body failed (too large, or the client left)
+                raise upload.error from None
+            raise
         response_headers = [(k, v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _NOT_RETURNED]
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
 
 
-async def _flag_when_done(chunks: AsyncIterator[bytes], done: asyncio.Event) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        yield chunk
-    done.set()
+class _Upload:
+    """The client's body on its way upstream. The HTTP client would report any failure of it as a
+    connection error; ``error`` keeps the real cause, and ``done`` tells when ``receive`` is free."""
+
+    def __init__(self, chunks: AsyncIterator[bytes] | None) -> None:
+        self.done = asyncio.Event()
+        self.error: Exception | None = None
+        self.body = None if chunks is None else self._relay(chunks)
+        if chunks is None:
+            self.done.set()
+
+    async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except (APIError, ClientGone) as exc:
+            self.error = exc
+            raise
+        self.done.set()
 
 
 def _upstream_path(request: Request) -> str:

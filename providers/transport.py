@@ -31,17 +31,18 @@ Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 class Timeouts:
     """Per-call limits in seconds; ``None`` means none.
 
-    ``headers`` bounds the wait for the answer's headers; ``read`` bounds each wait for bytes (the
-    headers, then every chunk), which is how a stream gets an idle timeout without a total one.
+    ``headers`` bounds the wait for the answer's headers, ``idle`` each wait for the next chunk of a
+    body read with ``iter_chunks`` (how a stream gets an idle bound without a total one), ``total``
+    the whole call including ``read``.
     """
 
     connect: float | None = 10.0
     headers: float | None = None
-    read: float | None = 60.0
+    idle: float | None = None
     total: float | None = None
 
     def _aiohttp(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect, sock_read=self.read)
+        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +59,11 @@ class ClientOptions:
 class UpstreamResponse:
     """An upstream answer whose headers have arrived; the body is read or iterated, then closed."""
 
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_idle", "_response", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, idle: float | None = None) -> None:
         self._response = response
+        self._idle = idle
         self.status: int = response.status
         self.headers = response.headers  # case-insensitive, multi-valued
 
@@ -77,11 +79,16 @@ class UpstreamResponse:
                 self._response.release()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``."""
-        content = self._response.content
+        """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``, a silence longer
+        than the call's ``idle`` timeout ``UpstreamTimeout``."""
+        content, idle = self._response.content, self._idle
         with _translated_errors():
             while True:
-                chunk = await content.readany()
+                if idle is None:
+                    chunk = await content.readany()
+                else:
+                    async with asyncio.timeout(idle):
+                        chunk = await content.readany()
                 if not chunk:
                     return
                 yield chunk
@@ -151,7 +158,7 @@ class HttpClient:
                     auto_decompress=not raw,
                     skip_auto_headers=_RAW_SKIPPED if raw else None,
                 )
-        return UpstreamResponse(response)
+        return UpstreamResponse(response, timeouts.idle)
 
 
 _RAW_SKIPPED = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")

@@ -310,9 +310,11 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
     """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
-    model list that takes 5 s)."""
+    model list that takes 5 s), /delay/<seconds>."""
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
+    if "/delay/" in tail:
+        await asyncio.sleep(float(tail.rsplit("/", 1)[1]))
     if "/status/" in tail:
         return web.json_response(
             {"status": int(tail.rsplit("/", 1)[1])},

@@ -119,3 +119,24 @@ async def test_unreachable_provider_is_502(gateway_with: GatewayFactory) -> None
     async with gateway_with(OPENAI_API_URL="http://127.0.0.1:9/v1") as url, httpx.AsyncClient() as http:
         response = await http.get(f"{url}/proxy/openai/v1/models")
     assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_unreachable"
+
+
+async def test_bodies_over_the_limit_get_413(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(30):
+            yield b"x" * 100
+
+    async with gateway_with(SERVER_MAX_REQUEST_BODY_SIZE="1000") as url, httpx.AsyncClient() as http:
+        chunked = await http.post(f"{url}{OPENAI}/too-big-chunked", content=chunks())
+        declared = await http.post(f"{url}{OPENAI}/too-big-declared", content=b"x" * 1001)
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
+    assert declared.status_code == 413
+    assert not any("too-big-declared" in seen.path for seen in fake.seen)
+
+
+async def test_slow_answer_is_bounded_by_client_timeout_not_the_stream_idle_bound(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(SERVER_WRITE_TIMEOUT="100ms", CLIENT_TIMEOUT="2s") as url, httpx.AsyncClient() as http:
+        assert (await http.get(f"{url}{OPENAI}/delay/0.4")).status_code == 200
+    async with gateway_with(CLIENT_TIMEOUT="200ms") as url, httpx.AsyncClient() as http:
+        late = await http.get(f"{url}{OPENAI}/delay/1")
+    assert late.status_code == 504 and late.json()["error"]["code"] == "upstream_timeout"
