@@ -40,7 +40,7 @@ class ModelsEndpoint:
                 raise
             except UpstreamError as exc:
                 # The provider's own status (say, 401 for a bad key) is the gateway's fault, not the caller's.
-                raise UpstreamError(f"Listing models of '{pid}' failed: {exc.message}") from exc
+                raise UpstreamError(f"Listing models of '{pid}' failed: {exc.message}", code=exc.code) from exc
             document: dict[str, Any] = {"object": "list", "provider": pid, "data": _entries(pid, models)}
         else:
             pids = sorted(self.adapters)

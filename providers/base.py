@@ -14,7 +14,7 @@ OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,22 +56,34 @@ class ModelInfo:
 class EventStream:
     """OpenAI SSE events (``data: {...}\\n\\n`` bytes, never ``[DONE]``) read from an open upstream
     answer. Ending normally means the provider finished the stream; a broken one raises
-    ``UpstreamError``. ``aclose`` releases the upstream connection whether or not it was iterated."""
+    ``UpstreamError``. ``aclose`` releases the upstream connection whether or not it was iterated:
+    back to the pool after a complete stream, dropped otherwise."""
 
-    __slots__ = ("_events", "_response")
+    __slots__ = ("_complete", "_events", "_response")
 
-    def __init__(self, response: UpstreamResponse, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, response: UpstreamResponse, events: AsyncGenerator[bytes, None]) -> None:
         self._response = response
         self._events = events
+        self._complete = False
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._events.__anext__()
+        except StopAsyncIteration:
+            self._complete = True
+            raise
 
     async def aclose(self) -> None:
         try:
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()
         finally:
-            self._response.close()
+            if self._complete:
+                await self._response.finish()
+            else:
+                self._response.close()
 
 
 class Adapter(ABC):

@@ -6,7 +6,7 @@ provider rejects removed; the answer and every stream event pass through as the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -70,7 +70,7 @@ class OpenAICompatibleAdapter(Adapter):
             raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
 
 
-async def _relay(response: UpstreamResponse) -> AsyncIterator[bytes]:
+async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
     """The provider's events, as they arrive and unchanged, up to its ``[DONE]``.
 
     Each upstream chunk yields the events it completed as one piece, so one read becomes one write.

@@ -100,6 +100,19 @@ class UpstreamResponse:
     async def aclose(self) -> None:
         self.close()
 
+    async def finish(self, timeout: float = 1.0) -> None:
+        """Read what is left of a body whose content already ended (a stream after ``[DONE]``),
+        so the connection goes back to the pool instead of being dropped."""
+        content = self._response.content
+        try:
+            async with asyncio.timeout(timeout):
+                while await content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        finally:
+            self._response.close()  # a no-op for the connection once the body reached its end
+
 
 class HttpClient:
     """One pooled ``aiohttp.ClientSession`` for every upstream call of the process."""

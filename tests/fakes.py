@@ -39,6 +39,7 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int]  # the gateway's side of the connection: equal peers mean a reused connection
 
     @property
     def json(self) -> Any:
@@ -92,6 +93,7 @@ class FakeProviders:
                 dict(request.query),
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
+                request.transport.get_extra_info("peername"),  # type: ignore[union-attr]
             )
         )
         pid = request.match_info["pid"]

@@ -123,3 +123,15 @@ async def test_images_pass_when_vision_is_on(gateway_with, fake: FakeProviders) 
         answer = await client.chat.completions.create(model="openai/echo", messages=IMAGE)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "You said: what is this "
     assert fake.last("/chat/completions").json["messages"][0]["content"][1]["type"] == "image_url"
+
+
+async def test_upstream_connections_are_reused_across_requests_and_streams(
+    client: openai.AsyncOpenAI, fake: FakeProviders
+) -> None:
+    peers = []
+    for stream in (False, True, True, False):
+        answer = await client.chat.completions.create(model="moonshot/echo", messages=HELLO, stream=stream)  # type: ignore[call-overload]
+        if stream:
+            assert [chunk async for chunk in answer]
+        peers.append(fake.last("/chat/completions").peer)
+    assert len(set(peers)) == 1, peers
