@@ -14,6 +14,7 @@ What a chat answer does is chosen by the requested model name:
     no-done            a complete stream that never sends [DONE]
     midstream-error        one chunk, then an in-stream error event
     hang               one chunk, then silence until the client leaves
+    late-eof           a normal stream whose HTTP body ends 50 ms after [DONE]
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class FakeProviders:
                 await asyncio.sleep(3600)
         if model != "no-done":
             await response.write(b"data: [DONE]\n\n")
+        if model == "late-eof":  # the body's end arrives well after [DONE], in a packet of its own
+            await asyncio.sleep(0.05)
         return response
 
 

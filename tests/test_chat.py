@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -130,8 +131,9 @@ async def test_upstream_connections_are_reused_across_requests_and_streams(
 ) -> None:
     peers = []
     for stream in (False, True, True, False):
-        answer = await client.chat.completions.create(model="moonshot/echo", messages=HELLO, stream=stream)  # type: ignore[call-overload]
+        answer = await client.chat.completions.create(model="moonshot/late-eof", messages=HELLO, stream=stream)  # type: ignore[call-overload]
         if stream:
             assert [chunk async for chunk in answer]
+            await asyncio.sleep(0.1)  # the gateway reads the body's late end after the client has [DONE]
         peers.append(fake.last("/chat/completions").peer)
     assert len(set(peers)) == 1, peers
