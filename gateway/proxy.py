@@ -9,7 +9,7 @@ headers and the caller's credentials and cookies, which never leave the gateway.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -64,8 +64,7 @@ class ProxyEndpoint:
         url = provider.origin + "/" + _upstream_path(request) + _query(request)
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)
-        headers = _forwarded_headers(request.headers.raw)
-        headers.update(self.adapters[provider.id].proxy_headers())
+        headers = _forwarded_headers(request.headers.raw, self.adapters[provider.id].proxy_headers())
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         upload = _Upload(stream_body(request, limit) if has_body else None)
         try:
@@ -80,7 +79,7 @@ class ProxyEndpoint:
             if upload.error is not None:  # the client's body failed (too large, or the client left)
                 raise upload.error from None
             raise
-        response_headers = [(k, v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _NOT_RETURNED]
+        response_headers = _filtered(upstream.raw_headers, _NOT_RETURNED)
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
@@ -124,10 +123,21 @@ def _query(request: Request) -> str:
     return "?" + query.decode("latin-1") if query else ""
 
 
-def _forwarded_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in raw:
-        name = key.decode("latin-1").lower()
-        if name not in _NOT_FORWARDED:
-            headers[name] = value.decode("latin-1")
+def _filtered(raw: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> list[tuple[bytes, bytes]]:
+    """Headers minus ``dropped`` and minus those the Connection header names (hop-by-hop too)."""
+    pairs = list(raw)
+    listed = {
+        token.strip().lower()
+        for key, value in pairs
+        if key.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+    }
+    return [(k, v) for k, v in pairs if (name := k.decode("latin-1").lower()) not in dropped and name not in listed]
+
+
+def _forwarded_headers(raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The caller's headers (repeated ones kept) with the provider's injected over them."""
+    replaced = _NOT_FORWARDED | {name.lower() for name in injected}
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in _filtered(raw, replaced)]
+    headers.extend(injected.items())
     return headers

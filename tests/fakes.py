@@ -315,9 +315,13 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
     """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
-    model list that takes 5 s), /delay/<seconds>."""
+    model list that takes 5 s), /delay/<seconds>, /gzip."""
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
+    if tail.endswith("/gzip"):
+        response = web.json_response({"compressed": True, "accept-encoding": request.headers.get("Accept-Encoding")})
+        response.enable_compression(web.ContentCoding.gzip)
+        return response
     if "/delay/" in tail:
         await asyncio.sleep(float(tail.rsplit("/", 1)[1]))
     if "/status/" in tail:
@@ -336,6 +340,7 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
         return response
     return web.json_response(
         {
+            "repeated": request.headers.getall("X-Repeated", []),
             "method": request.method,
             "path": request.raw_path.split("?")[0],
             "query": request.query_string,

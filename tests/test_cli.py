@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -54,13 +55,15 @@ def test_check_config_reads_the_config_file(tmp_path: Path) -> None:
     assert result.returncode == 1 and "SERVER_PORT" in result.stderr
 
 
-def test_serve_answers_health_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_answers_health_and_stops_on_sigterm(workers: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
         cwd=ROOT,
+        env={**os.environ, "SERVER_WORKERS": workers, "GROQ_API_KEY": "g"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,6 +78,11 @@ def test_serve_answers_health_and_stops_on_sigterm() -> None:
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
         assert response.status_code == 200 and response.json() == {"message": "OK"}
+        # Every worker builds its app from the same settings: groq is configured in all of them.
+        for _ in range(4):
+            assert httpx.get(f"http://127.0.0.1:{port}/proxy/nosuch/x").status_code == 400
+            listed = httpx.get(f"http://127.0.0.1:{port}/v1/models?provider=groq")
+            assert listed.status_code != 400, listed.text
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)

@@ -91,6 +91,17 @@ async def test_body_over_the_limit_declared_is_refused_before_it_is_sent(gateway
     assert head.startswith(b"HTTP/1.1 413")
 
 
+async def test_body_too_slow_to_arrive_gets_408(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(SERVER_READ_TIMEOUT="300ms") as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"model"')
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408")
+
+
 async def test_chunked_body_over_the_limit_gets_413(gateway_with: GatewayFactory) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(20):

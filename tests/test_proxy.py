@@ -140,3 +140,27 @@ async def test_slow_answer_is_bounded_by_client_timeout_not_the_stream_idle_boun
     async with gateway_with(CLIENT_TIMEOUT="200ms") as url, httpx.AsyncClient() as http:
         late = await http.get(f"{url}{OPENAI}/delay/1")
     assert late.status_code == 504 and late.json()["error"]["code"] == "upstream_timeout"
+
+
+async def test_compressed_bodies_are_relayed_as_they_are(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway}{OPENAI}/gzip", headers={"accept-encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json() == {"compressed": True, "accept-encoding": "gzip"}
+
+
+async def test_repeated_headers_kept_and_connection_listed_ones_dropped(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(
+            f"{gateway}/proxy/anthropic/anthropic/v1/echo",
+            headers=[
+                ("x-repeated", "1"),
+                ("x-repeated", "2"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "secret"),
+                ("anthropic-version", "caller"),
+            ],
+        )
+    echoed = response.json()
+    assert echoed["repeated"] == ["1", "2"] and "x-hop" not in echoed["headers"]
+    assert echoed["headers"]["anthropic-version"] == "2023-06-01"
