@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from providers import AdapterTimeouts, ClientOptions, HttpClient, Timeouts, build_adapter
+from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Timeouts, build_adapter
 
 from .chat import ChatEndpoint
 from .errors import exception_handlers
@@ -52,8 +52,8 @@ def create_app(settings: Settings) -> Starlette:
             keepalive_timeout=settings.client_idle_conn_timeout,
         )
     )
-    timeouts = adapter_timeouts(settings)
-    adapters = {p.id: build_adapter(p, http, timeouts) for p in settings.configured_providers}
+    options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
+    adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
     chat = ChatEndpoint(settings, adapters)
     models = ModelsEndpoint(settings, adapters)
     proxy = ProxyEndpoint(settings, adapters, http)

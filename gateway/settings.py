@@ -216,6 +216,7 @@ class Settings:
     client_max_idle_conns_per_host: int = 20
     client_max_conns: int = 0
     client_idle_conn_timeout: float = 30.0
+    default_max_tokens: int = 4096
     enable_vision: bool = False
     allowed_models: tuple[str, ...] = ()
     disallowed_models: tuple[str, ...] = ()

@@ -6,7 +6,8 @@ shared ``HttpClient`` and its timeouts.
 
 from __future__ import annotations
 
-from .base import Adapter, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
+from .anthropic import AnthropicAdapter
+from .base import Adapter, AdapterOptions, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
 from .openai_compatible import OpenAICompatibleAdapter
 from .registry import Provider, ProviderSpec, RegistryError, load_registry
 from .transport import ClientOptions, HttpClient, Timeouts
@@ -14,6 +15,7 @@ from .transport import ClientOptions, HttpClient, Timeouts
 __all__ = [
     "ADAPTERS",
     "Adapter",
+    "AdapterOptions",
     "AdapterTimeouts",
     "ChatRequest",
     "ClientOptions",
@@ -30,9 +32,10 @@ __all__ = [
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "openai": OpenAICompatibleAdapter,
+    "anthropic": AnthropicAdapter,
 }
 
 
-def build_adapter(provider: Provider, http: HttpClient, timeouts: AdapterTimeouts) -> Adapter:
+def build_adapter(provider: Provider, http: HttpClient, options: AdapterOptions) -> Adapter:
     """The adapter the registry names for ``provider``."""
-    return ADAPTERS[provider.spec.adapter](provider, http, timeouts)
+    return ADAPTERS[provider.spec.adapter](provider, http, options)

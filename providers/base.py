@@ -3,7 +3,7 @@
 An adapter turns an OpenAI chat request into its provider's native call and the answer back into
 OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events and ``APIError``s.
 
-    adapter = build_adapter(provider, http, timeouts)
+    adapter = build_adapter(provider, http, options)
     models = await adapter.list_models()                       # [ModelInfo, ...]
     body = await adapter.chat(ChatRequest(payload, "gpt-4o"))  # OpenAI JSON bytes
     events = await adapter.stream(ChatRequest(payload, "gpt-4o", stream=True))
@@ -24,7 +24,7 @@ from .errors import UpstreamStatusError
 from .registry import Provider
 from .transport import HttpClient, Timeouts, UpstreamResponse
 
-__all__ = ["Adapter", "AdapterTimeouts", "ChatRequest", "EventStream", "ModelInfo", "upstream_error"]
+__all__ = ["Adapter", "AdapterOptions", "AdapterTimeouts", "ChatRequest", "EventStream", "ModelInfo", "upstream_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,15 @@ class AdapterTimeouts:
     chat: Timeouts
     stream: Timeouts
     models: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    """What adapters are configured with, beyond their provider."""
+
+    timeouts: AdapterTimeouts
+    # For protocols that require max_tokens (Anthropic's) when the client gives none.
+    default_max_tokens: int = 4096
 
 
 @dataclass(slots=True)
@@ -89,10 +98,10 @@ class EventStream:
 class Adapter(ABC):
     """Base of the adapters: one per wire protocol, one instance per configured provider."""
 
-    def __init__(self, provider: Provider, http: HttpClient, timeouts: AdapterTimeouts) -> None:
+    def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
         self.provider = provider
         self.http = http
-        self.timeouts = timeouts
+        self.options = options
 
     @abstractmethod
     async def list_models(self) -> list[ModelInfo]:
@@ -123,6 +132,11 @@ class Adapter(ABC):
 def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:
     """The provider's error answer as ours: same status, its message, type and code kept."""
     message, kind, code, param = _error_fields(body)
+    if kind not in OPENAI_ERROR_TYPES:
+        # A provider's own vocabulary (Anthropic's overloaded_error, Google's RESOURCE_EXHAUSTED)
+        # goes in ``code``; ``type`` stays one OpenAI's SDKs know.
+        code = code or kind
+        kind = None
     if not message:
         message = f"The provider answered with HTTP {status}."
     if provider.api_key:
@@ -136,6 +150,20 @@ def upstream_error(provider: Provider, status: int, body: bytes, retry_after: st
         param=param,
         headers=headers,
     )
+
+
+OPENAI_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "api_error",
+        "server_error",
+        "insufficient_quota",
+    }
+)
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
@@ -154,6 +182,8 @@ def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]
         return error, None, None, None
     if isinstance(error, dict):
         code = error.get("code")
+        if isinstance(code, int):  # Google repeats the HTTP status there; its name is in "status"
+            code = error.get("status")
         return (
             str(error.get("message") or ""),
             _str_or_none(error.get("type")) or _str_or_none(error.get("status")),

@@ -132,7 +132,8 @@ class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; the client gets the same status."""
 
     def __init__(self, status: int, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("type", error_type_for_status(status))
+        if kwargs.get("type") is None:
+            kwargs["type"] = error_type_for_status(status)
         super().__init__(message, status=status, **kwargs)
 
 

@@ -45,14 +45,22 @@ class OpenAICompatibleAdapter(Adapter):
 
     async def chat(self, request: ChatRequest) -> bytes:
         response = await self.http.request(
-            "POST", self._chat_url, headers=self._json_headers, body=self._encode(request), timeouts=self.timeouts.chat
+            "POST",
+            self._chat_url,
+            headers=self._json_headers,
+            body=self._encode(request),
+            timeouts=self.options.timeouts.chat,
         )
         await self._checked(response)
         return await response.read()
 
     async def stream(self, request: ChatRequest) -> EventStream:
         response = await self.http.request(
-            "POST", self._chat_url, headers=self._sse_headers, body=self._encode(request), timeouts=self.timeouts.stream
+            "POST",
+            self._chat_url,
+            headers=self._sse_headers,
+            body=self._encode(request),
+            timeouts=self.options.timeouts.stream,
         )
         await self._checked(response)
         return EventStream(response, _relay(response))
@@ -61,7 +69,9 @@ class OpenAICompatibleAdapter(Adapter):
         return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
 
     async def _fetch_json(self, url: str) -> Any:
-        response = await self.http.request("GET", url, headers=self._json_headers, timeouts=self.timeouts.models)
+        response = await self.http.request(
+            "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models
+        )
         await self._checked(response)
         body = await response.read()
         try:

@@ -30,6 +30,8 @@ from aiohttp import web
 
 from providers.registry import ProviderSpec
 
+from .native_fakes import PROTOCOLS
+
 ACCOUNT = "acct-123"
 
 
@@ -108,7 +110,11 @@ class FakeProviders:
         local = tail.removeprefix(prefix) if tail.startswith(prefix) else None
         if local == spec.models_path and request.method == "GET":
             return web.json_response(_model_page(spec.models_format, request.query))
-        if local == spec.chat_path and request.method == "POST":
+        if spec.adapter != "openai" and local is not None:
+            answer = await PROTOCOLS[spec.adapter].handle(request, local, body)
+            if answer is not None:
+                return answer
+        elif local == spec.chat_path and request.method == "POST":
             return await self._chat(request, orjson.loads(body))
         return await _proxy_target(request, tail, body)
 

@@ -1,0 +1,267 @@
+"""What the translating adapters share: the call, the stream loop, and OpenAI's chunk shapes.
+
+A translating adapter says how to encode a request (``encode``), decode an answer (``decode``), and
+translate a stream (``translator``: native SSE events in, OpenAI chunk dicts out); this base does
+the HTTP, the error mapping and the SSE framing.
+
+    class MyAdapter(TranslatingAdapter):
+        def url(self, request): ...
+        def encode(self, request): ...          # native JSON object
+        def decode(self, data, request): ...    # OpenAI chat.completion dict
+        def translator(self, request, chunks): ...  # a StreamTranslator
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import abstractmethod
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from .base import Adapter, AdapterOptions, ChatRequest, EventStream, ModelInfo, upstream_error
+from .errors import InvalidRequest, UpstreamUnreachable
+from .model_lists import FORMATS, list_models
+from .registry import Provider
+from .sse import SSEDecoder, parse_event
+from .transport import HttpClient, UpstreamResponse
+
+__all__ = [
+    "ChunkWriter",
+    "StreamTranslator",
+    "TranslatingAdapter",
+    "completion",
+    "json_arguments",
+    "new_id",
+    "text_of",
+    "translate_events",
+    "usage_of",
+]
+
+
+class ChunkWriter:
+    """OpenAI ``chat.completion.chunk`` dicts of one stream (same id, model and created in each)."""
+
+    __slots__ = ("created", "id", "include_usage", "model")
+
+    def __init__(self, id: str, model: str, created: int, *, include_usage: bool) -> None:
+        self.id = id
+        self.model = model
+        self.created = created
+        self.include_usage = include_usage
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+    def role(self) -> dict[str, Any]:
+        return self.chunk({"role": "assistant", "content": ""})
+
+    def content(self, text: str) -> dict[str, Any]:
+        return self.chunk({"content": text})
+
+    def reasoning(self, text: str) -> dict[str, Any]:
+        return self.chunk({"reasoning_content": text})
+
+    def tool_start(self, index: int, call_id: str, name: str, arguments: str = "") -> dict[str, Any]:
+        call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        return self.chunk({"tool_calls": [call]})
+
+    def tool_arguments(self, index: int, fragment: str) -> dict[str, Any]:
+        return self.chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        return self.chunk({}, reason)
+
+    def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """The final chunk of ``stream_options.include_usage``: no choices, the usage."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
+
+    def ending(self, reason: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The finish chunk, then the usage chunk when the client asked for it."""
+        chunks = [self.finish(reason)]
+        if self.include_usage and usage is not None:
+            chunks.append(self.usage(usage))
+        return chunks
+
+
+class StreamTranslator:
+    """Native stream events in, OpenAI chunks out. ``complete`` says the native stream ended
+    properly; a stream that stops before is reported as cut off."""
+
+    complete = False
+
+    @abstractmethod
+    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+        """The chunks one native SSE event (its name and data) turns into."""
+
+
+def translate_events(translator: StreamTranslator, blocks: Iterable[bytes]) -> bytes:
+    """Native SSE events, as the client bytes they become (possibly none)."""
+    out: list[bytes] = []
+    for block in blocks:
+        name, data = parse_event(block)
+        if data:
+            out.extend(b"data: " + orjson.dumps(c) + b"\n\n" for c in translator.feed(name, data))
+    return b"".join(out)
+
+
+def completion(
+    id: str, model: str, message: dict[str, Any], finish_reason: str, usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        answer["usage"] = usage
+    return answer
+
+
+def usage_of(
+    prompt: int, completion_tokens: int, cached: int | None = None, reasoning: int | None = None
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+    }
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def text_of(content: Any, where: str) -> str:
+    """The text of a message's content: a string, or the text parts of a list joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise InvalidRequest(f"{where} may only hold text parts.", param=where)
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise InvalidRequest(f"{where} must be a string or a list of parts.", param=where)
+
+
+def json_arguments(arguments: Any, where: str) -> Any:
+    """A tool call's ``arguments`` (a JSON string) as a value; not JSON is the client's 400."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        return orjson.loads(arguments)
+    except (orjson.JSONDecodeError, TypeError):
+        raise InvalidRequest(f"{where} is not valid JSON.", param=where) from None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+class TranslatingAdapter(Adapter):
+    """An adapter for a provider whose native API is not OpenAI's."""
+
+    # Upstream statuses reported under another one (Anthropic's 529 "overloaded" is a 503).
+    status_map: Mapping[int, int] = {}
+
+    def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
+        super().__init__(provider, http, options)
+        self._headers = {**provider.auth_headers(), "Content-Type": "application/json", "Accept": "application/json"}
+        self._models_url = provider.endpoint(provider.spec.models_path)
+        self._models_format = FORMATS[provider.spec.models_format]
+
+    @abstractmethod
+    def url(self, request: ChatRequest) -> str: ...
+
+    @abstractmethod
+    def encode(self, request: ChatRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def decode(self, data: Any, request: ChatRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def translator(self, request: ChatRequest, writer: ChunkWriter) -> StreamTranslator: ...
+
+    def writer(self, request: ChatRequest) -> ChunkWriter:
+        options = request.payload.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return ChunkWriter(new_id("chatcmpl-"), request.model, int(time.time()), include_usage=include_usage)
+
+    async def chat(self, request: ChatRequest) -> bytes:
+        response = await self._post(request, self.options.timeouts.chat)
+        body = await response.read()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnreachable(f"{self.provider.id}: the answer is not JSON.") from exc
+        return orjson.dumps(self.decode(data, request))
+
+    async def stream(self, request: ChatRequest) -> EventStream:
+        response = await self._post(request, self.options.timeouts.stream)
+        return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
+
+    async def _fetch_json(self, url: str) -> Any:
+        response = await self.http.request("GET", url, headers=self._headers, timeouts=self.options.timeouts.models)
+        await self._checked(response)
+        try:
+            return orjson.loads(await response.read())
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
+
+    async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
+        body = orjson.dumps(self.encode(request))
+        response = await self.http.request(
+            "POST", self.url(request), headers=self._headers, body=body, timeouts=timeouts
+        )
+        return await self._checked(response)
+
+    async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
+        if response.status < 400:
+            return response
+        try:
+            body = await response.read()
+        finally:
+            response.close()
+        status = self.status_map.get(response.status, response.status)
+        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
+
+    async def _translate(self, response: UpstreamResponse, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
+        decoder = SSEDecoder()
+        async for chunk in response.iter_chunks():
+            out = translate_events(translator, decoder.feed(chunk))
+            if out:
+                yield out
+            if translator.complete:
+                return
+        tail = translate_events(translator, decoder.flush())
+        if tail:
+            yield tail
+        if not translator.complete:
+            raise UpstreamUnreachable("The provider's stream ended before it was complete.")

@@ -1,0 +1,208 @@
+"""Fakes of the native protocols (Anthropic Messages, Gemini, Cohere v2), shaped after the providers'
+published examples. Each validates the request it gets against the provider's official SDK types
+(a 422 names what is wrong), then acts out the scenario named by the model:
+
+    echo (any name)   "You said: <last user text>" (+ " [N images]" when the turn has images);
+                      after a tool result, "Tool said: <result>"
+    tool              a call to every tool offered, each with {"city": "Paris"}; also what any
+                      request that forces a tool gets
+    error-<status>    the protocol's error answer with that status
+    cut               a stream that stops in the middle of its answer
+    thinking          reasoning first, then the echo
+    refusal, long     (Anthropic) the echo, stopped for refusal / max_tokens
+    overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pydantic
+from aiohttp import web
+
+USAGE = {"input_tokens": 5, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2, "output_tokens": 7}
+ARGS = {"city": "Paris"}
+
+
+def force(value: Any) -> Any:
+    """Walk a validated value so lazily validated iterables (pydantic's ValidatorIterator) are checked."""
+    if isinstance(value, dict):
+        return {k: force(v) for k, v in value.items()}
+    if isinstance(value, str | bytes):
+        return value
+    if hasattr(value, "__iter__") and not isinstance(value, pydantic.BaseModel):
+        return [force(v) for v in value]
+    return value
+
+
+async def sse(request: web.Request, events: Iterator[bytes], *, cut: bool = False) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    events = list(events)
+    for i, event in enumerate(events):
+        if cut and i == len(events) // 2:
+            await response.write(event[: len(event) // 2])
+            await asyncio.sleep(0.01)
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        await response.write(event)
+    return response
+
+
+# -- Anthropic -----------------------------------------------------------------------------------
+
+
+class Anthropic:
+    """``POST /messages``: checked with ``anthropic.types.MessageCreateParams*``."""
+
+    def __init__(self) -> None:
+        from anthropic.types.message_create_params import MessageCreateParamsBase, MessageCreateParamsNonStreaming
+
+        self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream"}
+        self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
+
+    def validate(self, body: dict[str, Any]) -> str | None:
+        unknown = set(body) - self.fields
+        if unknown:
+            return f"unknown fields {sorted(unknown)}"
+        try:
+            force(self.adapter.validate_python({k: v for k, v in body.items() if k != "stream"}))
+        except pydantic.ValidationError as exc:
+            return str(exc)
+        roles = [m["role"] for m in body["messages"]]
+        if any(a == b for a, b in zip(roles, roles[1:], strict=False)) or roles[:1] != ["user"]:
+            return f"roles must alternate starting with user: {roles}"
+        return None
+
+    def error(self, status: int, message: str) -> web.Response:
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }
+        body = {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
+        headers = {"retry-after": "9"} if status in (429, 529) else None
+        return web.json_response(body, status=status, headers=headers)
+
+    def blocks(self, model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The answer's content blocks and stop reason."""
+        choice = body.get("tool_choice") or {}
+        tools = body.get("tools") or []
+        if choice.get("type") == "tool":
+            tools = [t for t in tools if t["name"] == choice["name"]]
+        if (model == "tool" or choice.get("type") == "tool") and tools:
+            calls = [
+                {"type": "tool_use", "id": f"toolu_{i}", "name": t["name"], "input": ARGS} for i, t in enumerate(tools)
+            ]
+            return calls, "tool_use"
+        last = body["messages"][-1]["content"]
+        results = [b for b in last if b["type"] == "tool_result"]
+        if results:
+            text = f"Tool said: {results[-1]['content']}"
+        else:
+            images = sum(b["type"] == "image" for b in last)
+            text = "You said: " + " ".join(b["text"] for b in last if b["type"] == "text")
+            text += f" [{images} images]" if images else ""
+        blocks = [{"type": "text", "text": text}]
+        if model == "thinking":
+            blocks.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "sig"})
+        return blocks, "end_turn"
+
+    async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        if path != "/messages" or request.method != "POST":
+            return None
+        body = orjson.loads(raw)
+        problem = self.validate(body)
+        if problem:
+            return self.error(422, f"request does not match the Anthropic SDK types: {problem}")
+        model = body["model"]
+        if model.startswith("error-"):
+            return self.error(int(model.removeprefix("error-")), f"fake anthropic refused with {model}")
+        blocks, stop = self.blocks(model, body)
+        stop = {"refusal": "refusal", "long": "max_tokens"}.get(model, stop)
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": USAGE,
+        }
+        if not body.get("stream"):
+            return web.json_response(message)
+        events = self.events(message)
+        if model == "overloaded-stream":
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            events = iter([next(events), b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"])
+        return await sse(request, events, cut=model == "cut")
+
+    def events(self, message: dict[str, Any]) -> Iterator[bytes]:
+        def event(data: dict[str, Any]) -> bytes:
+            return b"event: " + data["type"].encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+        start = {**message, "content": [], "stop_reason": None, "usage": {**USAGE, "output_tokens": 1}}
+        yield event({"type": "message_start", "message": start})
+        yield event({"type": "ping"})
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                yield event(
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+                )
+                words = block["text"].split(" ")
+                for i, word in enumerate(words):
+                    piece = word if i == 0 else " " + word
+                    yield event(
+                        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+                    )
+            elif block["type"] == "thinking":
+                yield event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "thinking", "thinking": ""},
+                    }
+                )
+                yield event(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "thinking_delta", "thinking": block["thinking"]},
+                    }
+                )
+                yield event(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": "sig"},
+                    }
+                )
+            else:
+                start_block = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                yield event({"type": "content_block_start", "index": index, "content_block": start_block})
+                arguments = orjson.dumps(block["input"]).decode()
+                for piece in (arguments[:5], arguments[5:]):
+                    yield event(
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        }
+                    )
+            yield event({"type": "content_block_stop", "index": index})
+        yield event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": USAGE["output_tokens"]},
+            }
+        )
+        yield event({"type": "message_stop"})
+
+
+PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic()}
