@@ -10,8 +10,8 @@ Answers and streams come back as OpenAI completions and chunks, with stable tool
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import orjson
 
@@ -42,14 +42,15 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
 SCHEMA_TOOL_NOTE = "Respond by calling this tool: its input is your answer."
 JSON_OBJECT_NOTE = "Respond with one valid JSON object and nothing else."
-# Fields translated below; any other OpenAI field has no Anthropic counterpart and is dropped.
 _ERROR_TYPES = {"overloaded_error": "api_error", "api_error": "api_error", "rate_limit_error": "rate_limit_error"}
 
 
 class AnthropicAdapter(TranslatingAdapter):
     """Anthropic Messages, natively: system blocks, tool use, thinking, cache-aware usage."""
 
-    status_map = {529: 503}  # "overloaded": a retryable unavailability, as OpenAI's SDK knows it
+    status_map: ClassVar[Mapping[int, int]] = {
+        529: 503
+    }  # "overloaded": a retryable unavailability, as OpenAI's SDK knows it
 
     def url(self, request: ChatRequest) -> str:
         return self.provider.endpoint(self.provider.spec.chat_path)
@@ -241,6 +242,7 @@ def _tool(tool: Any, index: int) -> dict[str, Any]:
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    translated: dict[str, Any] | None
     if choice is None:
         translated = {"type": "auto"} if parallel is False else None
     elif choice == "auto":

@@ -17,7 +17,7 @@ import time
 import uuid
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -186,7 +186,7 @@ class TranslatingAdapter(Adapter):
     """An adapter for a provider whose native API is not OpenAI's."""
 
     # Upstream statuses reported under another one (Anthropic's 529 "overloaded" is a 503).
-    status_map: Mapping[int, int] = {}
+    status_map: ClassVar[Mapping[int, int]] = {}
 
     def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
         super().__init__(provider, http, options)

@@ -16,6 +16,7 @@ published examples. Each validates the request it gets against the provider's of
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,7 +74,7 @@ class Anthropic:
         except pydantic.ValidationError as exc:
             return str(exc)
         roles = [m["role"] for m in body["messages"]]
-        if any(a == b for a, b in zip(roles, roles[1:], strict=False)) or roles[:1] != ["user"]:
+        if any(a == b for a, b in itertools.pairwise(roles)) or roles[:1] != ["user"]:
             return f"roles must alternate starting with user: {roles}"
         return None
 
