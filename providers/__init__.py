@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
 from .base import Adapter, AdapterOptions, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
+from .google import GoogleAdapter
 from .openai_compatible import OpenAICompatibleAdapter
 from .registry import Provider, ProviderSpec, RegistryError, load_registry
 from .transport import ClientOptions, HttpClient, Timeouts
@@ -33,6 +34,7 @@ __all__ = [
 ADAPTERS: dict[str, type[Adapter]] = {
     "openai": OpenAICompatibleAdapter,
     "anthropic": AnthropicAdapter,
+    "google": GoogleAdapter,
 }
 
 

@@ -109,6 +109,10 @@ class StreamTranslator:
     def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
         """The chunks one native SSE event (its name and data) turns into."""
 
+    def close(self) -> Iterable[dict[str, Any]]:
+        """The chunks due when the native stream ends (for protocols with no final event)."""
+        return ()
+
 
 def translate_events(translator: StreamTranslator, blocks: Iterable[bytes]) -> bytes:
     """Native SSE events, as the client bytes they become (possibly none)."""
@@ -261,6 +265,7 @@ class TranslatingAdapter(Adapter):
             if translator.complete:
                 return
         tail = translate_events(translator, decoder.flush())
+        tail += b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in translator.close())
         if tail:
             yield tail
         if not translator.complete:

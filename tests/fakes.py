@@ -73,6 +73,9 @@ class FakeProviders:
     def last(self, path_suffix: str = "") -> Seen:
         return next(s for s in reversed(self.seen) if s.path.endswith(path_suffix))
 
+    def last_post(self, pid: str) -> Seen:
+        return next(s for s in reversed(self.seen) if s.method == "POST" and s.path.startswith(f"/{pid}/"))
+
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{pid}/{tail:.*}", self._dispatch)

@@ -11,12 +11,15 @@ published examples. Each validates the request it gets against the provider's of
     thinking          reasoning first, then the echo
     refusal, long     (Anthropic) the echo, stopped for refusal / max_tokens
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
+    blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
+    midstream-error   (Gemini) a stream that starts, then carries an error event
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +210,150 @@ class Anthropic:
 
 
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic()}
+
+
+# -- Google Gemini -------------------------------------------------------------------------------
+
+
+class Google:
+    """``POST /models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``, checked with
+    the ``google-genai`` SDK's types (which refuse unknown fields)."""
+
+    SIGNATURE = "c2lnbmF0dXJlLW9mLXRoZS1jYWxs"  # what the fake signs its calls with (base64)
+
+    def __init__(self) -> None:
+        from google.genai import types
+
+        self.types = types
+        self.fields = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings"}
+        self.requests: list[dict[str, Any]] = []
+
+    def validate(self, body: dict[str, Any]) -> str | None:
+        t = self.types
+        unknown = set(body) - self.fields
+        if unknown:
+            return f"unknown fields {sorted(unknown)}"
+        try:
+            contents = [t.Content.model_validate(c) for c in body["contents"]]
+            if "systemInstruction" in body:
+                t.Content.model_validate(body["systemInstruction"])
+            for tool in body.get("tools", []):
+                t.Tool.model_validate(tool)
+            if "toolConfig" in body:
+                t.ToolConfig.model_validate(body["toolConfig"])
+            if "generationConfig" in body:
+                t.GenerationConfig.model_validate(body["generationConfig"])
+        except pydantic.ValidationError as exc:
+            return str(exc)
+        if any(c.role not in ("user", "model") for c in contents):
+            return "roles must be user or model"
+        for content in contents:  # a model step's first call carries our signature or the placeholder
+            calls = [p for p in content.parts or [] if p.function_call]
+            if calls and calls[0].thought_signature not in (
+                b"signature-of-the-call",
+                b"skip_thought_signature_validator",
+            ):
+                return f"first function call lacks its thought signature: {calls[0]}"
+        return None
+
+    def error(self, status: int, message: str) -> web.Response:
+        names = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            403: "PERMISSION_DENIED",
+            404: "NOT_FOUND",
+            429: "RESOURCE_EXHAUSTED",
+            500: "INTERNAL",
+            503: "UNAVAILABLE",
+        }
+        return web.json_response(
+            {"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}}, status=status
+        )
+
+    def parts(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        declarations = [d for tool in body.get("tools", []) for d in tool.get("functionDeclarations", [])]
+        config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+        if config.get("allowedFunctionNames"):
+            declarations = [d for d in declarations if d["name"] in config["allowedFunctionNames"]]
+        if (model == "tool" or config.get("mode") == "ANY") and declarations:
+            parts = [{"functionCall": {"name": d["name"], "args": ARGS}} for d in declarations]
+            parts[0]["thoughtSignature"] = self.SIGNATURE  # Gemini 3 signs a step's first call
+            return parts
+        if (body.get("generationConfig") or {}).get("responseMimeType") == "application/json":
+            return [{"text": orjson.dumps(ARGS).decode()}]
+        last = body["contents"][-1]["parts"]
+        results = [p["functionResponse"] for p in last if "functionResponse" in p]
+        if results:
+            text = f"Tool said: {results[-1]['response']['result']}"
+        else:
+            images = sum("inlineData" in p or "fileData" in p for p in last)
+            text = "You said: " + " ".join(p["text"] for p in last if "text" in p)
+            text += f" [{images} images]" if images else ""
+        parts = [{"text": text}]
+        if model == "thinking":
+            parts.insert(0, {"text": "Let me think.", "thought": True})
+        return parts
+
+    async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        match = re.fullmatch(r"/models/([^:]+):(generateContent|streamGenerateContent)", path)
+        if match is None or request.method != "POST":
+            return None
+        model, action = match.groups()
+        body = orjson.loads(raw)
+        problem = self.validate(body)
+        if problem:
+            return self.error(400, f"request does not match the google-genai types: {problem}")
+        if model.startswith("error-"):
+            return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
+        if model == "blocked":
+            return web.json_response(
+                {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
+            )
+        parts = self.parts(model, body)
+        usage = {
+            "promptTokenCount": 11,
+            "candidatesTokenCount": 5,
+            "thoughtsTokenCount": 2,
+            "totalTokenCount": 18,
+            "cachedContentTokenCount": 4,
+        }
+        finish = "MAX_TOKENS" if model == "long" else "STOP"
+        if action == "generateContent":
+            return web.json_response(
+                {
+                    "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                    "responseId": "resp-fake",
+                }
+            )
+        if request.query.get("alt") != "sse":
+            return self.error(400, "the fake streams only with alt=sse")
+        events = self.events(model, parts, usage, finish)
+        if model == "midstream-error":
+            error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+            events = iter([next(events), b"data: " + orjson.dumps(error) + b"\r\n\r\n"])
+        return await sse(request, events, cut=model == "cut")
+
+    def events(self, model: str, parts: list[dict[str, Any]], usage: dict[str, Any], finish: str) -> Iterator[bytes]:
+        def event(event_parts: list[dict[str, Any]], finish: str | None = None, last: bool = False) -> bytes:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": event_parts}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            meta = usage if last else {"promptTokenCount": usage["promptTokenCount"]}
+            data = {"candidates": [candidate], "usageMetadata": meta, "modelVersion": model, "responseId": "resp-fake"}
+            return b"data: " + orjson.dumps(data) + b"\r\n\r\n"  # Gemini ends its events with CRLF
+
+        pieces: list[list[dict[str, Any]]] = []
+        for part in parts:
+            if "text" in part and not part.get("thought"):
+                words = part["text"].split(" ")
+                pieces += [[{"text": w if i == 0 else " " + w}] for i, w in enumerate(words)]
+            else:
+                pieces.append([part])
+        for piece in pieces[:-1]:
+            yield event(piece)
+        yield event(pieces[-1], finish, last=True)
+
+
+PROTOCOLS["google"] = Google()
