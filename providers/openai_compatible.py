@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from .base import Adapter, ChatRequest, EventStream, ModelInfo
-from .errors import UpstreamUnreachable
+from .errors import InvalidRequest, UpstreamUnreachable
 from .model_lists import FORMATS, list_models
 from .sse import DONE, SSEDecoder
 from .transport import UpstreamResponse
@@ -35,12 +35,27 @@ class OpenAICompatibleAdapter(Adapter):
         self._json_headers = {**auth, "Content-Type": "application/json", "Accept": "application/json"}
         self._sse_headers = {**auth, "Content-Type": "application/json", "Accept": "text/event-stream"}
         self._drop = spec.drop_params
+        self._drop_in_messages = spec.drop_message_params
+        self._max_choices = spec.max_choices
 
     def _encode(self, request: ChatRequest) -> bytes:
+        """The client's JSON with the provider's model name; copied only when something must change."""
         payload = request.payload
+        n = payload.get("n")
+        if self._max_choices is not None and isinstance(n, int) and n > self._max_choices:
+            raise InvalidRequest(
+                f"{self.provider.id} returns at most {self._max_choices} choice(s) per request; lower 'n'.", param="n"
+            )
         if payload.get("model") != request.model or any(k in payload for k in self._drop):
             payload = {k: v for k, v in payload.items() if k not in self._drop}
             payload["model"] = request.model
+        if self._drop_in_messages:
+            drop = self._drop_in_messages
+            messages = [
+                {k: v for k, v in m.items() if k not in drop} if any(k in m for k in drop) else m
+                for m in payload["messages"]
+            ]
+            payload = {**payload, "messages": messages}
         return orjson.dumps(payload)
 
     async def chat(self, request: ChatRequest) -> bytes:

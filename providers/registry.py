@@ -43,8 +43,12 @@ class ProviderSpec:
     chat_path: str = "/chat/completions"
     models_path: str = "/models"
     models_format: str = "openai"
-    # Request fields this provider rejects, removed before the call (e.g. stream_options).
+    # Request fields this provider rejects, removed before the call (e.g. stream_options), and
+    # fields it rejects inside messages (Groq's messages[].name).
     drop_params: tuple[str, ...] = ()
+    drop_message_params: tuple[str, ...] = ()
+    # The most choices (n) the provider returns; a larger n is refused with a clear 400.
+    max_choices: int | None = None
     docs: str = ""
 
     @property
@@ -124,7 +128,18 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         raise RegistryError(f"{where}: ids are lowercase letters, digits and underscores.")
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: expected a mapping.")
-    known = {"url", "adapter", "auth", "headers", "chat", "models", "drop_params", "docs"}
+    known = {
+        "url",
+        "adapter",
+        "auth",
+        "headers",
+        "chat",
+        "models",
+        "drop_params",
+        "drop_message_params",
+        "max_choices",
+        "docs",
+    }
     unknown = set(entry) - known
     if unknown:
         raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}.")
@@ -158,5 +173,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         models_path=str(models.get("path", "/models")),
         models_format=models_format,
         drop_params=tuple(entry.get("drop_params") or ()),
+        drop_message_params=tuple(entry.get("drop_message_params") or ()),
+        max_choices=entry.get("max_choices"),
         docs=str(entry.get("docs", "")),
     )

@@ -137,3 +137,17 @@ async def test_upstream_connections_are_reused_across_requests_and_streams(
             await asyncio.sleep(0.1)  # the gateway reads the body's late end after the client has [DONE]
         peers.append(fake.last("/chat/completions").peer)
     assert len(set(peers)) == 1, peers
+
+
+async def test_groq_quirks_are_handled_as_data(client: openai.AsyncOpenAI, fake: FakeProviders) -> None:
+    named = [{"role": "user", "content": "hi", "name": "alice"}]
+    await client.chat.completions.create(
+        model="groq/echo", messages=named, logprobs=True, top_logprobs=2, logit_bias={"1": 1}
+    )  # type: ignore[arg-type]
+    sent = fake.last_post("groq").json
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]
+    assert not {"logprobs", "top_logprobs", "logit_bias"} & set(sent)
+    with pytest.raises(openai.BadRequestError, match="at most 1 choice"):
+        await client.chat.completions.create(model="groq/echo", messages=HELLO, n=2)  # type: ignore[arg-type]
+    await client.chat.completions.create(model="openai/echo", messages=named, n=2)  # type: ignore[arg-type]
+    assert fake.last_post("openai").json["messages"][0]["name"] == "alice" and fake.last_post("openai").json["n"] == 2
