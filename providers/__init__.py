@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
 from .base import Adapter, AdapterOptions, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
+from .cohere import CohereAdapter
 from .google import GoogleAdapter
 from .openai_compatible import OpenAICompatibleAdapter
 from .registry import Provider, ProviderSpec, RegistryError, load_registry
@@ -35,6 +36,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "openai": OpenAICompatibleAdapter,
     "anthropic": AnthropicAdapter,
     "google": GoogleAdapter,
+    "cohere": CohereAdapter,
 }
 
 

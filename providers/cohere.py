@@ -4,8 +4,9 @@ Requests: messages keep their order (Cohere takes system messages and repeated r
 ``messages``); developer messages become system ones; an assistant's text next to its tool calls is
 sent as Cohere's ``tool_plan``. ``tool_choice`` "required" and "none" become ``REQUIRED`` and
 ``NONE``. Cohere cannot name one tool, so a named function is sent as the only tool, ``REQUIRED``.
-``response_format`` becomes Cohere's JSON mode, with the schema when one is given. Fields Cohere has
-no counterpart for are dropped (``logprobs``, ``user``, ``logit_bias``, ``parallel_tool_calls``...).
+``response_format`` becomes Cohere's JSON mode, with the schema when one is given (Cohere refuses it
+next to tools, so that is a 400 here). Fields Cohere has no counterpart for are dropped
+(``logprobs``, ``user``, ``logit_bias``, ``parallel_tool_calls``, ``stream_options``...).
 
 Answers and streams come back as OpenAI completions and chunks, with stable tool-call indexes.
 Thinking parts and the ``tool_plan`` (the model's plan before its calls) are ``reasoning_content``.
@@ -50,7 +51,7 @@ class CohereAdapter(TranslatingAdapter):
     """Cohere v2 Chat, natively: system messages in order, tool calls, thinking, cache-aware usage."""
 
     def url(self, request: ChatRequest) -> str:
-        return self.provider.endpoint("/v2/chat")
+        return self.provider.endpoint(self.provider.spec.chat_path)
 
     def encode(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request)
@@ -101,6 +102,12 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
             body["tool_choice"] = tool_choice
     response_format = _response_format(payload.get("response_format"))
     if response_format is not None:
+        if tools:
+            raise InvalidRequest(
+                "Cohere: 'response_format' cannot be combined with 'tools' (its JSON mode does not support "
+                "them). Use one or the other.",
+                param="response_format",
+            )
         body["response_format"] = response_format
     return body
 

@@ -30,7 +30,11 @@ from aiohttp import web
 
 from providers.registry import ProviderSpec
 
-from .native_fakes import PROTOCOLS
+from .native_fake_cohere import Cohere
+from .native_fakes import Anthropic, Google
+
+# The native protocol each translating adapter speaks, by the registry's adapter name.
+PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
 
 ACCOUNT = "acct-123"
 

@@ -209,9 +209,6 @@ class Anthropic:
         yield event({"type": "message_stop"})
 
 
-PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic()}
-
-
 # -- Google Gemini -------------------------------------------------------------------------------
 
 
@@ -354,6 +351,3 @@ class Google:
         for piece in pieces[:-1]:
             yield event(piece)
         yield event(pieces[-1], finish, last=True)
-
-
-PROTOCOLS["google"] = Google()

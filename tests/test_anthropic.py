@@ -12,8 +12,7 @@ from providers import ChatRequest
 from providers.anthropic import JSON_OBJECT_NOTE, encode_request
 from providers.errors import InvalidRequest
 
-from .fakes import FakeProviders
-from .native_fakes import PROTOCOLS
+from .fakes import PROTOCOLS, FakeProviders
 
 HELLO = [{"role": "user", "content": "hi"}]
 

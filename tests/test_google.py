@@ -14,8 +14,7 @@ from providers.errors import InvalidRequest
 from providers.google import PLACEHOLDER_SIGNATURE, encode_request
 
 from .conftest import GatewayFactory
-from .fakes import FakeProviders
-from .native_fakes import PROTOCOLS
+from .fakes import PROTOCOLS, FakeProviders
 
 HELLO = [{"role": "user", "content": "hi"}]
 TOOL = {

@@ -7,15 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import Settings
 from providers.anthropic import AnthropicStream
+from providers.cohere import CohereStream
 from providers.google import GoogleStream
 from providers.native import ChunkWriter, StreamTranslator, translate_events
 from providers.sse import SSEDecoder
 
+from .native_fake_cohere import Cohere
 from .native_fakes import ARGS, USAGE, Anthropic, Google
 
 PROVIDERS = Settings.load({}).providers
@@ -57,7 +60,26 @@ def google_stream() -> tuple[bytes, Callable[[], StreamTranslator]]:
     return data, lambda: GoogleStream(writer(), PROVIDERS["google"])
 
 
-STREAMS = {"anthropic": anthropic_stream, "google": google_stream}
+def cohere_stream() -> tuple[bytes, Callable[[], StreamTranslator]]:
+    calls = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+        for i, name in enumerate(("get_weather", "get_time"))
+    ]
+    answer = {
+        "id": "c-1",
+        "finish_reason": "TOOL_CALL",
+        "usage": {"tokens": {"input_tokens": 11, "output_tokens": 7}},
+        "message": {
+            "role": "assistant",
+            "content": [{"type": "thinking", "thinking": "Plan: ünïcödé"}],
+            "tool_plan": "I will call both tools.",
+            "tool_calls": calls,
+        },
+    }
+    return b"".join(Cohere().events(answer)), lambda: CohereStream(writer())
+
+
+STREAMS = {"anthropic": anthropic_stream, "google": google_stream, "cohere": cohere_stream}
 
 
 def translate(data: bytes, cuts: list[int], make: Callable[[], StreamTranslator]) -> tuple[list[Any], bool]:
@@ -89,16 +111,11 @@ def check(name: str, cuts: list[int]) -> None:
     assert complete and split == whole
 
 
+@pytest.mark.parametrize("name", sorted(STREAMS))
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
-def test_anthropic_any_split(cuts: list[int]) -> None:
-    check("anthropic", cuts)
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
-def test_google_any_split(cuts: list[int]) -> None:
-    check("google", cuts)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
+def test_any_split(name: str, cuts: list[int]) -> None:
+    check(name, cuts)
 
 
 def test_every_single_byte_boundary() -> None:
