@@ -103,6 +103,8 @@ class Anthropic:
                 {"type": "tool_use", "id": f"toolu_{i}", "name": t["name"], "input": ARGS} for i, t in enumerate(tools)
             ]
             return calls, "tool_use"
+        if any("JSON object" in block["text"] for block in body.get("system", [])):
+            return [{"type": "text", "text": orjson.dumps(ARGS).decode()}], "end_turn"
         last = body["messages"][-1]["content"]
         results = [b for b in last if b["type"] == "tool_result"]
         if results:

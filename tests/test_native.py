@@ -181,14 +181,16 @@ async def test_images_data_uri_and_url(gateway_with: Any, pid: str) -> None:
     assert answer.choices[0].message.content == "You said: look [2 images]"
 
 
-async def test_json_schema_answer(gateway: str, pid: str) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    answer = await chat(
-        gateway,
-        model=f"{pid}/echo",
-        messages=user("where?"),
-        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}},
-    )
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}],
+    ids=["json_object", "json_schema"],
+)
+async def test_json_answers(gateway: str, pid: str, response_format: dict[str, Any]) -> None:
+    answer = await chat(gateway, model=f"{pid}/echo", messages=user("where?"), response_format=response_format)
     assert json.loads(answer.choices[0].message.content or "") == {"city": "Paris"}
     assert answer.choices[0].finish_reason == "stop"
 
