@@ -8,8 +8,11 @@ polyrelay check-config [--config FILE]                        validate the setti
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
+import re
+import secrets
 import sys
 from collections.abc import Sequence
 
@@ -28,12 +31,17 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=help_text)
     for sub in commands.choices.values():
         sub.add_argument("--config", help="YAML settings file (or GATEWAY_CONFIG); the environment wins over it")
+    new_key = commands.add_parser("new-key", help="make a static API key and print how to configure it")
+    new_key.add_argument("name", help="the key's name, shown in logs (letters, digits, - and _)")
+    new_key.add_argument("--models", default="", help="comma list of models the key may use (default: any)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "new-key":
+        return _new_key(args.name, args.models)
     environ = dict(os.environ)
     if getattr(args, "host", None):
         environ["SERVER_HOST"] = args.host
@@ -54,6 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.config_file:
         environ["GATEWAY_CONFIG"] = settings.config_file
     return _serve(settings, environ)
+
+
+def _new_key(name: str, models: str) -> int:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        print("polyrelay: a key name is 1 to 64 letters, digits, - or _.", file=sys.stderr)
+        return 1
+    key = "pr-" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    listed = "|".join(m.strip() for m in models.split(",") if m.strip())
+    print(f"Key (give it to the caller; it is not stored anywhere): {key}")
+    print(f"Environment:  AUTH_API_KEYS={name}:{digest}" + (f":{listed}" if listed else ""))
+    print(
+        f"Config file:  auth: {{api_keys: [{{name: {name}, sha256: {digest}"
+        + (f", models: [{', '.join(listed.split('|'))}]" if listed else "")
+        + "}]}"
+    )
+    return 0
 
 
 def _print_providers(settings: Settings) -> None:

@@ -6,21 +6,27 @@ app = create_app(settings)          # serve with uvicorn; the lifespan opens the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Timeouts, build_adapter
 
+from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
 from .errors import exception_handlers
 from .models import ModelsEndpoint
+from .oidc import OIDCVerifier
+from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .settings import Settings
 
@@ -54,8 +60,9 @@ def create_app(settings: Settings) -> Starlette:
     )
     options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
-    chat = ChatEndpoint(settings, adapters)
-    models = ModelsEndpoint(settings, adapters)
+    policy = ModelPolicy(settings.allowed_models, settings.disallowed_models)
+    chat = ChatEndpoint(settings, adapters, policy)
+    models = ModelsEndpoint(settings, adapters, policy)
     proxy = ProxyEndpoint(settings, adapters, http)
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -63,10 +70,44 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+    if settings.routing_strategy == "path":
+        # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
+        routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
+
+    oidc = None
+    middleware = []
+    if settings.cors_allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_allowed_origins),
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", settings.routing_header_name],
+                max_age=600,
+            )
+        )
+    if settings.auth_enabled:
+        if settings.auth_oidc_issuer:
+            oidc = OIDCVerifier(
+                settings.auth_oidc_issuer,
+                settings.auth_oidc_client_id,
+                http,
+                refetch_interval=settings.auth_oidc_jwks_refresh_interval,
+                retry_interval=settings.auth_oidc_retry_interval,
+            )
+        middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await http.start()
+        if oidc is not None:
+            await oidc.start()
+        if not settings.auth_enabled and not _is_loopback(settings.server_host):
+            log.warning(
+                "Authentication is off and the gateway listens on %s: anyone who reaches it can spend your "
+                "provider keys. Set AUTH_ENABLED=true, or bind to 127.0.0.1 behind an authenticating proxy.",
+                settings.server_host,
+            )
         if settings.mcp_enabled:
             log.warning("MCP_ENABLED is set, but MCP is not in this release of polyrelay; ignoring it.")
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
@@ -74,9 +115,25 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            if oidc is not None:
+                await oidc.close()
             await http.close()
 
-    return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def app_from_environment() -> Starlette:

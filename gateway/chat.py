@@ -12,8 +12,10 @@ from starlette.responses import Response
 from providers import Adapter, ChatRequest
 from providers.errors import InvalidRequest
 
+from .auth import identity_of
 from .body import read_body
 from .errors import error_event
+from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
 from .routing import resolve
 from .settings import Settings
@@ -31,15 +33,18 @@ DONE_EVENT = b"data: [DONE]\n\n"
 class ChatEndpoint:
     """The chat route, with the settings and one adapter per configured provider."""
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter]) -> None:
+    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy) -> None:
         self.settings = settings
         self.adapters = adapters
+        self.policy = policy
+        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        payload = validate_chat(body)
+        payload = validate_chat(body, self._routed_model(request))
         provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
+        self.policy.check(provider.id, model, identity_of(request.scope))
         if not settings.enable_vision and _has_image(payload["messages"]):
             raise InvalidRequest(
                 "This request contains image content, and vision is disabled on this gateway. "
@@ -57,8 +62,15 @@ class ChatEndpoint:
         answer = await until_disconnect(request.receive, adapter.chat(chat))
         return Response(answer, media_type="application/json")
 
+    def _routed_model(self, request: Request) -> str | None:
+        """The model named outside the body by the routing strategy (it wins over the body's)."""
+        routed = request.path_params.get("model")
+        if routed is None and self.model_header is not None:
+            routed = request.headers.get(self.model_header)
+        return routed.strip() if routed else None
 
-def validate_chat(body: bytes) -> dict[str, Any]:
+
+def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any]:
     """The parsed request, or a 400 naming the first thing wrong with it."""
     try:
         payload = orjson.loads(body)
@@ -66,6 +78,8 @@ def validate_chat(body: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if routed_model:
+        payload["model"] = routed_model
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required: a non-empty string such as openai/gpt-4o.", param="model")

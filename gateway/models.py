@@ -14,6 +14,8 @@ from starlette.responses import Response
 from providers import Adapter, ModelInfo
 from providers.errors import APIError, UpstreamError, UpstreamTimeout
 
+from .auth import identity_of
+from .policy import ModelPolicy
 from .routing import provider_by_id
 from .settings import Settings
 
@@ -25,12 +27,14 @@ log = logging.getLogger("polyrelay")
 class ModelsEndpoint:
     """Lists models; one provider failing or timing out never fails the list of all of them."""
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter]) -> None:
+    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy) -> None:
         self.settings = settings
         self.adapters = adapters
+        self.policy = policy
         self.bound = settings.client_response_header_timeout
 
     async def handle(self, request: Request) -> Response:
+        identity = identity_of(request.scope)
         pid = request.query_params.get("provider")
         if pid:
             provider_by_id(pid, self.settings.providers)
@@ -41,7 +45,8 @@ class ModelsEndpoint:
             except UpstreamError as exc:
                 # The provider's own status (say, 401 for a bad key) is the gateway's fault, not the caller's.
                 raise UpstreamError(f"Listing models of '{pid}' failed: {exc.message}", code=exc.code) from exc
-            document: dict[str, Any] = {"object": "list", "provider": pid, "data": _entries(pid, models)}
+            allowed = [m for m in models if self.policy.allows(pid, m.id, identity)]
+            document: dict[str, Any] = {"object": "list", "provider": pid, "data": _entries(pid, allowed)}
         else:
             pids = sorted(self.adapters)
             results = await asyncio.gather(*(self._list(p) for p in pids), return_exceptions=True)
@@ -50,7 +55,7 @@ class ModelsEndpoint:
                 if isinstance(result, BaseException):
                     log.warning("listing models of %s failed, left out: %s", p, _describe(result))
                     continue
-                data.extend(_entries(p, result))
+                data.extend(_entries(p, [m for m in result if self.policy.allows(p, m.id, identity)]))
             document = {"object": "list", "data": data}
         return Response(orjson.dumps(document), media_type="application/json")
 

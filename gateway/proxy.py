@@ -15,8 +15,9 @@ from urllib.parse import unquote
 from starlette.requests import Request
 
 from providers import Adapter, HttpClient, Timeouts
-from providers.errors import APIError, InvalidRequest, UpstreamError
+from providers.errors import APIError, InvalidRequest, PermissionDenied, UpstreamError
 
+from .auth import identity_of
 from .body import check_declared_length, stream_body
 from .relay import ClientGone, RelayResponse, until_disconnect
 from .routing import provider_by_id
@@ -60,6 +61,13 @@ class ProxyEndpoint:
         )
 
     async def handle(self, request: Request) -> RelayResponse:
+        identity = identity_of(request.scope)
+        if identity is not None and identity.models:
+            raise PermissionDenied(
+                f"The key '{identity.subject}' is limited to some models, which the raw proxy cannot enforce; "
+                "use /v1/chat/completions.",
+                code="proxy_not_allowed",
+            )
         provider = provider_by_id(request.path_params["provider"], self.settings.providers)
         url = provider.origin + "/" + _upstream_path(request) + _query(request)
         limit = self.settings.server_max_request_body_size

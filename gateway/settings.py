@@ -79,6 +79,58 @@ def parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+
+
+def parse_header_name(text: str) -> str:
+    if not _TOKEN.match(text.strip()):
+        raise ValueError("expected a header name of 1 to 100 letters, digits or -")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A static credential: its name, the sha256 of the key (hex), and the models it may use
+    (empty: whatever the gateway's policy allows)."""
+
+    name: str
+    sha256: str
+    models: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"ApiKey(name={self.name!r}, models={self.models!r})"
+
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
+    """``name:sha256hex[:model|model...]`` entries separated by commas."""
+    keys = []
+    for entry in parse_list(text):
+        name, _, rest = entry.partition(":")
+        digest, _, models = rest.partition(":")
+        if not name or not _SHA256_HEX.match(digest.strip().lower()):
+            raise ValueError(f"entry '{name or entry[:12]}' must be name:sha256hex[:model|model...]")
+        keys.append(
+            ApiKey(name.strip(), digest.strip().lower(), tuple(m.strip() for m in models.split("|") if m.strip()))
+        )
+    names = [k.name for k in keys]
+    if len(set(names)) != len(names):
+        raise ValueError("key names must be unique")
+    return tuple(keys)
+
+
 @dataclass(frozen=True)
 class Var:
     """One environment variable: its name, older spellings, parser, default and meaning."""
@@ -167,22 +219,70 @@ SETTINGS: tuple[Var, ...] = (
         aliases=("VISION_ENABLED",),
     ),
     Var(
-        "ALLOWED_MODELS", "allowed_models", parse_list, "", "Reserved: comma list of models to allow (enforced later)."
+        "ALLOWED_MODELS",
+        "allowed_models",
+        parse_list,
+        "",
+        "Comma list of models callers may use (provider/model or bare model, any case); wins over the deny list.",
     ),
     Var(
         "DISALLOWED_MODELS",
         "disallowed_models",
         parse_list,
         "",
-        "Reserved: comma list of models to refuse (enforced later).",
+        "Comma list of models callers may not use (same matching), when ALLOWED_MODELS is empty.",
     ),
     Var(
         "AUTH_ENABLED",
         "auth_enabled",
         parse_bool,
         "false",
-        "Authentication is not in this release: the gateway refuses to start when it is true.",
+        "Require a credential (OIDC token or API key) on every route but /health.",
         aliases=("AUTH_ENABLE",),
+    ),
+    Var("AUTH_OIDC_ISSUER", "auth_oidc_issuer", str, "", "OIDC issuer URL; its discovery document names the JWKS."),
+    Var("AUTH_OIDC_CLIENT_ID", "auth_oidc_client_id", str, "", "The audience tokens must carry (aud)."),
+    Var(
+        "AUTH_OIDC_JWKS_REFRESH_INTERVAL",
+        "auth_oidc_jwks_refresh_interval",
+        parse_duration,
+        "1m",
+        "Least time between two JWKS fetches triggered by tokens signed with unknown keys.",
+    ),
+    Var(
+        "AUTH_OIDC_RETRY_INTERVAL",
+        "auth_oidc_retry_interval",
+        parse_duration,
+        "5s",
+        "First delay between discovery attempts while the issuer does not answer (doubling up to 1m).",
+    ),
+    Var(
+        "AUTH_API_KEYS",
+        "auth_api_keys",
+        parse_api_keys,
+        "",
+        "Static keys: comma list of name:sha256hex[:model|model...] (see `polyrelay new-key`).",
+    ),
+    Var(
+        "ROUTING_STRATEGY",
+        "routing_strategy",
+        parse_choice("body", "path", "header"),
+        "body",
+        "Where the model is named: the JSON body, the first path segment, or a header.",
+    ),
+    Var(
+        "ROUTING_HEADER_NAME",
+        "routing_header_name",
+        parse_header_name,
+        "X-Model",
+        "The header naming the model when ROUTING_STRATEGY=header.",
+    ),
+    Var(
+        "CORS_ALLOWED_ORIGINS",
+        "cors_allowed_origins",
+        parse_list,
+        "",
+        "Browser origins allowed to call the gateway (CORS is off when empty).",
     ),
     Var(
         "MCP_ENABLED",
@@ -221,6 +321,14 @@ class Settings:
     allowed_models: tuple[str, ...] = ()
     disallowed_models: tuple[str, ...] = ()
     auth_enabled: bool = False
+    auth_oidc_issuer: str = ""
+    auth_oidc_client_id: str = ""
+    auth_oidc_jwks_refresh_interval: float = 60.0
+    auth_oidc_retry_interval: float = 5.0
+    auth_api_keys: tuple[ApiKey, ...] = ()
+    routing_strategy: str = "body"
+    routing_header_name: str = "X-Model"
+    cors_allowed_origins: tuple[str, ...] = ()
     mcp_enabled: bool = False
     providers: Mapping[str, Provider] = field(default_factory=dict)
     config_file: str = ""
@@ -267,10 +375,14 @@ class Settings:
             path = getattr(self, path_var)
             if path and not Path(path).is_file():
                 raise SettingsError(f"{path_var.upper()}: no file at {path}.")
-        if self.auth_enabled:
+        if bool(self.auth_oidc_issuer) != bool(self.auth_oidc_client_id):
+            raise SettingsError("AUTH_OIDC_ISSUER and AUTH_OIDC_CLIENT_ID must be set together.")
+        if self.auth_oidc_issuer and not self.auth_oidc_issuer.startswith(("https://", "http://")):
+            raise SettingsError("AUTH_OIDC_ISSUER must be an http(s) URL.")
+        if self.auth_enabled and not (self.auth_oidc_issuer or self.auth_api_keys):
             raise SettingsError(
-                "AUTH_ENABLED=true, but this release of polyrelay cannot authenticate callers yet; "
-                "refusing to start rather than serve without the protection you asked for."
+                "AUTH_ENABLED=true needs a way to check callers: set AUTH_OIDC_ISSUER and AUTH_OIDC_CLIENT_ID, "
+                "or AUTH_API_KEYS (or auth.api_keys in the config file)."
             )
         for provider in self.providers.values():
             if provider.configured and "{" in provider.url:
@@ -319,11 +431,23 @@ def _read_yaml(path: Path, registry: Mapping[str, ProviderSpec]) -> Iterable[tup
 def _yaml_setting(path: Path, key: str, name: str, value: Any, known: set[str]) -> tuple[str, str]:
     if name not in known:
         raise SettingsError(f"{path}: unknown setting '{key}' ({name}).")
+    if name == "AUTH_API_KEYS" and isinstance(value, list):
+        return name, ",".join(_yaml_api_key(path, entry) for entry in value)
     if isinstance(value, bool):
         return name, str(value).lower()
     if isinstance(value, list):
         return name, ",".join(str(v) for v in value)
     return name, "" if value is None else str(value)
+
+
+def _yaml_api_key(path: Path, entry: Any) -> str:
+    """One ``auth.api_keys`` item ({name, sha256, models}) in the variable's text form."""
+    if not isinstance(entry, dict) or not entry.get("name") or not entry.get("sha256"):
+        raise SettingsError(f"{path}: each auth.api_keys item needs a name and a sha256 (and optional models).")
+    models = entry.get("models") or []
+    if isinstance(models, str):
+        models = [models]
+    return f"{entry['name']}:{entry['sha256']}:{'|'.join(str(m) for m in models)}"
 
 
 def _yaml_providers(path: Path, section: Any, registry: Mapping[str, ProviderSpec]) -> Iterable[tuple[str, str]]:

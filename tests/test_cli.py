@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -88,3 +89,12 @@ def test_serve_answers_health_and_stops_on_sigterm(workers: str) -> None:
         output, _ = process.communicate(timeout=10)
     # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells why it ended.
     assert "Application shutdown complete" in output and process.returncode in (0, -signal.SIGTERM), output
+
+
+def test_new_key_prints_a_key_and_its_hash() -> None:
+    result = polyrelay("new-key", "ci-bot", "--models", "openai/gpt-4o,groq/llama")
+    assert result.returncode == 0
+    key = result.stdout.split("stored anywhere): ")[1].split()[0]
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert f"AUTH_API_KEYS=ci-bot:{digest}:openai/gpt-4o|groq/llama" in result.stdout
+    assert polyrelay("new-key", "bad name").returncode == 1

@@ -134,3 +134,36 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [var.name for var in SETTINGS if f"`{var.name}`" not in readme]
     assert not missing, f"README configuration reference lacks {missing}"
+
+
+def test_api_keys_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    from_env = Settings.load({"AUTH_API_KEYS": f"ci:{digest}:openai/gpt-4o|groq/llama, ops:{digest.upper()}"})
+    assert [(k.name, k.sha256, k.models) for k in from_env.auth_api_keys] == [
+        ("ci", digest, ("openai/gpt-4o", "groq/llama")),
+        ("ops", digest, ()),
+    ]
+    assert digest not in repr(from_env.auth_api_keys)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"auth:\n  enabled: true\n  api_keys:\n    - name: ci\n      sha256: {digest}\n      models: [openai/gpt-4o]\n"
+    )
+    from_file = Settings.load({}, config)
+    assert from_file.auth_enabled and from_file.auth_api_keys[0].models == ("openai/gpt-4o",)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"AUTH_API_KEYS": "ci:not-a-hash"}, "AUTH_API_KEYS"),
+        ({"AUTH_API_KEYS": f"ci:{'a' * 64},ci:{'b' * 64}"}, "unique"),
+        ({"AUTH_ENABLED": "true", "AUTH_OIDC_ISSUER": "https://idp.example"}, "AUTH_OIDC_CLIENT_ID"),
+        ({"AUTH_OIDC_ISSUER": "idp.example", "AUTH_OIDC_CLIENT_ID": "x"}, "AUTH_OIDC_ISSUER"),
+        ({"ROUTING_STRATEGY": "query"}, "ROUTING_STRATEGY"),
+        ({"ROUTING_HEADER_NAME": "X Model"}, "ROUTING_HEADER_NAME"),
+        ({"ROUTING_HEADER_NAME": "X" * 101}, "ROUTING_HEADER_NAME"),
+    ],
+)
+def test_bad_access_settings(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.load(env)

@@ -1,0 +1,120 @@
+"""Who is calling: a pure ASGI middleware that requires a bearer credential on every route but the
+open ones, and records the caller's ``Identity`` in ``scope["state"]["identity"]``.
+
+A credential is a static API key (compared by sha256, in constant time) or an OIDC token (see
+``oidc.OIDCVerifier``). The caller's ``Authorization`` header is removed from the request once
+checked, so nothing downstream can forward or log it.
+
+    app = AuthMiddleware(app, keys=ApiKeys(settings.auth_api_keys), oidc=verifier)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from providers.errors import APIError, AuthenticationFailed
+
+from .errors import error_response
+from .oidc import MAX_TOKEN_BYTES, OIDCVerifier
+from .settings import ApiKey
+
+__all__ = ["ApiKeys", "AuthMiddleware", "Identity", "identity_of"]
+
+log = logging.getLogger("polyrelay")
+
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified caller: its subject (token ``sub`` or key name), how it proved it, and the models
+    its credential is limited to (empty: no limit beyond the gateway's policy)."""
+
+    subject: str
+    method: str
+    models: tuple[str, ...] = ()
+
+
+def identity_of(scope: Scope) -> Identity | None:
+    state = scope.get("state")
+    return state.get("identity") if isinstance(state, dict) else None
+
+
+class ApiKeys:
+    """Static keys, held as sha256 digests; a presented key is hashed and compared with every one."""
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._keys = [(bytes.fromhex(k.sha256), Identity(k.name, "api_key", k.models)) for k in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def match(self, token: str) -> Identity | None:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found = None
+        for expected, identity in self._keys:  # no early exit: the time taken says nothing
+            if hmac.compare_digest(digest, expected):
+                found = identity
+        return found
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys, oidc: OIDCVerifier | None) -> None:
+        self.app = app
+        self.keys = keys
+        self.oidc = oidc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        try:
+            identity = await self.authenticate(scope)
+        except APIError as error:
+            if error.status == 401:
+                error.headers = {**_CHALLENGE, **error.headers}
+            log.info("refused %s %s: %s", scope["method"], scope["path"], error.message)
+            await error_response(error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["identity"] = identity
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        log.info("%s %s by %s (%s)", scope["method"], scope["path"], identity.subject, identity.method)
+        await self.app(scope, receive, send)
+
+    async def authenticate(self, scope: Scope) -> Identity:
+        token = _bearer_token(scope["headers"])
+        identity = self.keys.match(token) if self.keys else None
+        if identity is not None:
+            return identity
+        if self.oidc is None:
+            raise AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
+        claims = await self.oidc.verify(token)
+        subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unknown"
+        return Identity(str(subject), "oidc")
+
+
+def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    values = [value for key, value in headers if key == b"authorization"]
+    if not values:
+        raise AuthenticationFailed(
+            "Authentication is required: send 'Authorization: Bearer <token>'.", code="missing_credentials"
+        )
+    if len(values) > 1:
+        raise AuthenticationFailed("Send one Authorization header, not several.", code="invalid_request")
+    value = values[0]
+    if len(value) > MAX_TOKEN_BYTES + 7:  # refused before any parsing
+        raise AuthenticationFailed("The bearer token is not valid: it is larger than 8 KiB.", code="invalid_token")
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthenticationFailed("The Authorization header must use the Bearer scheme.", code="invalid_request")
+    token = token.strip()
+    if not token:
+        raise AuthenticationFailed("The bearer token is empty.", code="invalid_token")
+    return token
