@@ -18,13 +18,17 @@ import orjson
 from .base import ChatRequest
 from .errors import InvalidRequest, UpstreamStatusError, error_type_for_status
 from .native import (
+    DATA_URI,
     ChunkWriter,
+    FunctionTool,
     StreamTranslator,
     TranslatingAdapter,
     completion,
-    json_arguments,
+    function_tools,
     text_of,
+    tool_calls,
     usage_of,
+    user_parts,
 )
 
 __all__ = ["AnthropicAdapter"]
@@ -39,7 +43,6 @@ FINISH_REASONS = {
     "refusal": "content_filter",
 }
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
 SCHEMA_TOOL_NOTE = "Respond by calling this tool: its input is your answer."
 JSON_OBJECT_NOTE = "Respond with one valid JSON object and nothing else."
 _ERROR_TYPES = {"overloaded_error": "api_error", "api_error": "api_error", "rate_limit_error": "rate_limit_error"}
@@ -91,7 +94,7 @@ def encode_request(request: ChatRequest, default_max_tokens: int) -> dict[str, A
         body["top_p"] = payload["top_p"]
     if isinstance(payload.get("user"), str):
         body["metadata"] = {"user_id": payload["user"]}
-    tools = [_tool(t, i) for i, t in enumerate(payload.get("tools") or [])]
+    tools = [_tool(t) for t in function_tools(payload.get("tools"))]
     tool_choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
     response_format = payload.get("response_format")
     if isinstance(response_format, dict):
@@ -164,30 +167,11 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
-    blocks = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
-        elif kind == "image_url":
-            blocks.append(_image(part.get("image_url"), f"{where}.content[{i}]"))
-        else:
-            raise InvalidRequest(
-                f"{where}.content[{i}]: Anthropic takes text and image_url parts, not {kind!r}.",
-                param=f"{where}.content",
-            )
-    return blocks
+    return user_parts(content, where, "Anthropic", text=lambda t: {"type": "text", "text": t}, image=_image)
 
 
-def _image(image: Any, where: str) -> dict[str, Any]:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequest(f"{where}.image_url.url is required.", param=where)
-    match = _DATA_URI.match(url)
+def _image(url: str, where: str, detail: str | None = None) -> dict[str, Any]:
+    match = DATA_URI.match(url)
     if match:
         media_type, data = match.groups()
         if media_type not in IMAGE_TYPES:
@@ -205,15 +189,10 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     text = text_of(message.get("content"), f"{where}.content")
     if text:
         blocks.append({"type": "text", "text": text})
-    for i, call in enumerate(message.get("tool_calls") or []):
-        call_where = f"{where}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not call.get("id") or not function.get("name"):
-            raise InvalidRequest(f"{call_where} needs an id and a function name.", param=call_where)
-        arguments = json_arguments(function.get("arguments"), f"{call_where}.function.arguments")
-        if not isinstance(arguments, dict):
-            raise InvalidRequest(f"{call_where}.function.arguments must be a JSON object.", param=call_where)
-        blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"], "input": arguments})
+    blocks += [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+        for call in tool_calls(message, where)
+    ]
     return blocks
 
 
@@ -228,16 +207,10 @@ def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
-def _tool(tool: Any, index: int) -> dict[str, Any]:
-    function = tool.get("function") if isinstance(tool, dict) else None
-    if not isinstance(function, dict) or not function.get("name"):
-        raise InvalidRequest(f"tools[{index}] must be a function tool with a name.", param=f"tools[{index}]")
-    out = {
-        "name": function["name"],
-        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if function.get("description"):
-        out["description"] = function["description"]
+def _tool(tool: FunctionTool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters or {"type": "object", "properties": {}}}
+    if tool.description:
+        out["description"] = tool.description
     return out
 
 

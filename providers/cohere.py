@@ -25,13 +25,16 @@ from .base import ChatRequest
 from .errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
 from .native import (
     ChunkWriter,
+    FunctionTool,
     StreamTranslator,
     TranslatingAdapter,
     completion,
-    json_arguments,
+    function_tools,
     new_id,
     text_of,
+    tool_calls,
     usage_of,
+    user_parts,
 )
 
 __all__ = ["CohereAdapter"]
@@ -94,7 +97,7 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
             value = min(max(float(value), 0.0), 1.0)
             if value:
                 body[key] = value
-    tools = [_tool(t, i) for i, t in enumerate(payload.get("tools") or [])]
+    tools = [_tool(t) for t in function_tools(payload.get("tools"))]
     tools, tool_choice = _tool_choice(payload.get("tool_choice"), tools)
     if tools:
         body["tools"] = tools
@@ -151,53 +154,35 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _user(content: Any, where: str) -> dict[str, Any] | None:
     if isinstance(content, str):
         return {"role": "user", "content": content} if content else None
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
-    parts = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            parts.append({"type": "text", "text": str(part.get("text", ""))})
-        elif kind == "image_url":
-            parts.append(_image(part.get("image_url"), f"{where}.content[{i}]"))
-        else:
-            raise InvalidRequest(
-                f"{where}.content[{i}]: Cohere takes text and image_url parts, not {kind!r}.",
-                param=f"{where}.content",
-            )
+    parts = user_parts(content, where, "Cohere", text=lambda t: {"type": "text", "text": t}, image=_image)
     return {"role": "user", "content": parts} if parts else None
 
 
-def _image(image: Any, where: str) -> dict[str, Any]:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequest(f"{where}.image_url.url is required.", param=where)
+def _image(url: str, where: str, detail: str | None = None) -> dict[str, Any]:
     if not url.startswith(("https://", "http://", "data:")):
         raise InvalidRequest(f"{where}: an image must be an https URL or a base64 data: URI.", param=where)
-    out: dict[str, Any] = {"url": url}
-    detail = image.get("detail") if isinstance(image, dict) else None
-    if detail in IMAGE_DETAILS:
-        out["detail"] = detail
-    return {"type": "image_url", "image_url": out}
+    return {
+        "type": "image_url",
+        "image_url": {"url": url, "detail": detail} if detail in IMAGE_DETAILS else {"url": url},
+    }
 
 
 def _assistant(message: dict[str, Any], where: str) -> dict[str, Any] | None:
     text = text_of(message.get("content"), f"{where}.content")
-    calls = []
-    for i, call in enumerate(message.get("tool_calls") or []):
-        call_where = f"{where}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not call.get("id") or not function.get("name"):
-            raise InvalidRequest(f"{call_where} needs an id and a function name.", param=call_where)
-        arguments_where = f"{call_where}.function.arguments"
-        raw = function.get("arguments")
-        if not isinstance(json_arguments(raw, arguments_where), dict):
-            raise InvalidRequest(f"{arguments_where} must be a JSON object.", param=arguments_where)
-        # Cohere wants the arguments as a JSON string, like OpenAI: the client's own is kept as is.
-        arguments = raw if isinstance(raw, str) and raw else orjson.dumps(raw or {}).decode()
-        calls.append(
-            {"id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": arguments}}
-        )
+    calls = [
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {
+                "name": call.name,
+                # Cohere wants the arguments as a JSON string, like OpenAI: the client's own is kept as is.
+                "arguments": call.raw_arguments
+                if isinstance(call.raw_arguments, str) and call.raw_arguments
+                else orjson.dumps(call.arguments).decode(),
+            },
+        }
+        for call in tool_calls(message, where)
+    ]
     if not calls:
         return {"role": "assistant", "content": text} if text else None
     translated: dict[str, Any] = {"role": "assistant", "tool_calls": calls}
@@ -213,16 +198,10 @@ def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id, "content": text_of(message.get("content"), f"{where}.content")}
 
 
-def _tool(tool: Any, index: int) -> dict[str, Any]:
-    function = tool.get("function") if isinstance(tool, dict) else None
-    if not isinstance(function, dict) or not function.get("name"):
-        raise InvalidRequest(f"tools[{index}] must be a function tool with a name.", param=f"tools[{index}]")
-    out = {
-        "name": function["name"],
-        "parameters": function.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if function.get("description"):
-        out["description"] = function["description"]
+def _tool(tool: FunctionTool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters or {"type": "object", "properties": {}}}
+    if tool.description:
+        out["description"] = tool.description
     return {"type": "function", "function": out}
 
 

@@ -14,7 +14,6 @@ placeholder so the conversation is still accepted.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,14 +22,18 @@ import orjson
 from .base import ChatRequest, upstream_error
 from .errors import InvalidRequest
 from .native import (
+    DATA_URI,
     ChunkWriter,
+    FunctionTool,
     StreamTranslator,
     TranslatingAdapter,
     completion,
-    json_arguments,
+    function_tools,
     new_id,
     text_of,
+    tool_calls,
     usage_of,
+    user_parts,
 )
 from .registry import Provider
 
@@ -51,7 +54,6 @@ FINISH_REASONS = {
 }
 SIGNATURE_SEPARATOR = "~"
 PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"  # Google's documented "no signature" value
-_DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
 _MIME_BY_EXTENSION = {
     "png": "image/png",
     "jpg": "image/jpeg",
@@ -102,7 +104,7 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
-    tools = [_declaration(t, i) for i, t in enumerate(payload.get("tools") or [])]
+    tools = [_declaration(t) for t in function_tools(payload.get("tools"))]
     if tools:
         body["tools"] = [{"functionDeclarations": tools}]
     tool_config = _tool_config(payload.get("tool_choice"))
@@ -171,30 +173,11 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
-    parts = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            parts.append({"text": str(part.get("text", ""))})
-        elif kind == "image_url":
-            parts.append(_image(part.get("image_url"), f"{where}.content[{i}]"))
-        else:
-            raise InvalidRequest(
-                f"{where}.content[{i}]: Gemini takes text and image_url parts here, not {kind!r}.",
-                param=f"{where}.content",
-            )
-    return parts
+    return user_parts(content, where, "Gemini", text=lambda t: {"text": t}, image=_image)
 
 
-def _image(image: Any, where: str) -> dict[str, Any]:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequest(f"{where}.image_url.url is required.", param=where)
-    match = _DATA_URI.match(url)
+def _image(url: str, where: str, detail: str | None = None) -> dict[str, Any]:
+    match = DATA_URI.match(url)
     if match:
         return {"inlineData": {"mimeType": match.group(1), "data": match.group(2)}}
     if url.startswith(("https://", "http://", "gs://")):
@@ -208,17 +191,10 @@ def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> 
     text = text_of(message.get("content"), f"{where}.content")
     if text:
         parts.append({"text": text})
-    for i, call in enumerate(message.get("tool_calls") or []):
-        call_where = f"{where}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not call.get("id") or not function.get("name"):
-            raise InvalidRequest(f"{call_where} needs an id and a function name.", param=call_where)
-        arguments = json_arguments(function.get("arguments"), f"{call_where}.function.arguments")
-        if not isinstance(arguments, dict):
-            raise InvalidRequest(f"{call_where}.function.arguments must be a JSON object.", param=call_where)
-        names[call["id"]] = function["name"]
-        part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": arguments}}
-        signature = _signature_of(call["id"])
+    for i, call in enumerate(tool_calls(message, where)):
+        names[call.id] = call.name
+        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
+        signature = _signature_of(call.id)
         if signature or i == 0:  # a step's first call must be signed; the others as Gemini sent them
             part["thoughtSignature"] = signature or PLACEHOLDER_SIGNATURE
         parts.append(part)
@@ -242,15 +218,12 @@ def _function_response(message: dict[str, Any], where: str, names: dict[str, str
     return {"functionResponse": {"name": names[call_id], "response": response}}
 
 
-def _declaration(tool: Any, index: int) -> dict[str, Any]:
-    function = tool.get("function") if isinstance(tool, dict) else None
-    if not isinstance(function, dict) or not function.get("name"):
-        raise InvalidRequest(f"tools[{index}] must be a function tool with a name.", param=f"tools[{index}]")
-    declaration: dict[str, Any] = {"name": function["name"]}
-    if function.get("description"):
-        declaration["description"] = function["description"]
-    if function.get("parameters"):
-        declaration["parametersJsonSchema"] = _clean_schema(function["parameters"])
+def _declaration(tool: FunctionTool) -> dict[str, Any]:
+    declaration: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        declaration["description"] = tool.description
+    if tool.parameters:
+        declaration["parametersJsonSchema"] = _clean_schema(tool.parameters)
     return declaration
 
 

@@ -13,10 +13,12 @@ the HTTP, the error mapping and the SSE framing.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
@@ -29,15 +31,22 @@ from .sse import SSEDecoder, parse_event
 from .transport import HttpClient, UpstreamResponse
 
 __all__ = [
+    "DATA_URI",
     "ChunkWriter",
+    "FunctionTool",
     "StreamTranslator",
+    "ToolCall",
     "TranslatingAdapter",
     "completion",
+    "function_tools",
+    "image_url",
     "json_arguments",
     "new_id",
     "text_of",
+    "tool_calls",
     "translate_events",
     "usage_of",
+    "user_parts",
 ]
 
 
@@ -180,6 +189,97 @@ def json_arguments(arguments: Any, where: str) -> Any:
         return orjson.loads(arguments)
     except (orjson.JSONDecodeError, TypeError):
         raise InvalidRequest(f"{where} is not valid JSON.", param=where) from None
+
+
+DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """An assistant message's tool call, checked: its id, name and arguments as a JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    raw_arguments: Any  # as the client sent them (a JSON string, normally)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTool:
+    name: str
+    description: str | None
+    parameters: dict[str, Any] | None
+
+
+def user_parts(
+    content: Any,
+    where: str,
+    who: str,
+    *,
+    text: Callable[[str], dict[str, Any]],
+    image: Callable[[str, str, str | None], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A user message's content in a provider's part shapes: ``text(s)`` for a string or a text part,
+    ``image(url, where, detail)`` for an image part; any other part is the client's 400."""
+    if isinstance(content, str):
+        return [text(content)] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
+    parts = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append(text(str(part.get("text", ""))))
+        elif kind == "image_url":
+            spec, part_where = part.get("image_url"), f"{where}.content[{i}]"
+            detail = spec.get("detail") if isinstance(spec, dict) else None
+            parts.append(image(image_url(spec, part_where), part_where, detail if isinstance(detail, str) else None))
+        else:
+            raise InvalidRequest(
+                f"{where}.content[{i}]: {who} takes text and image_url parts, not {kind!r}.", param=f"{where}.content"
+            )
+    return parts
+
+
+def image_url(image: Any, where: str) -> str:
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"{where}.image_url.url is required.", param=where)
+    return url
+
+
+def tool_calls(message: dict[str, Any], where: str) -> list[ToolCall]:
+    """The assistant message's tool calls, each with an id, a name and JSON-object arguments."""
+    calls = []
+    for i, call in enumerate(message.get("tool_calls") or []):
+        call_where = f"{where}.tool_calls[{i}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not call.get("id") or not function.get("name"):
+            raise InvalidRequest(f"{call_where} needs an id and a function name.", param=call_where)
+        arguments_where = f"{call_where}.function.arguments"
+        arguments = json_arguments(function.get("arguments"), arguments_where)
+        if not isinstance(arguments, dict):
+            raise InvalidRequest(f"{arguments_where} must be a JSON object.", param=arguments_where)
+        calls.append(ToolCall(str(call["id"]), str(function["name"]), arguments, function.get("arguments")))
+    return calls
+
+
+def function_tools(tools: Any) -> list[FunctionTool]:
+    """The request's ``tools``, each a function with a name."""
+    out = []
+    for index, tool in enumerate(tools or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            raise InvalidRequest(f"tools[{index}] must be a function tool with a name.", param=f"tools[{index}]")
+        parameters = function.get("parameters")
+        out.append(
+            FunctionTool(
+                str(function["name"]),
+                function.get("description") or None,
+                parameters if isinstance(parameters, dict) and parameters else None,
+            )
+        )
+    return out
 
 
 def new_id(prefix: str) -> str:
