@@ -24,6 +24,7 @@ from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
 from .errors import exception_handlers
+from .mcp import MCP
 from .models import ModelsEndpoint
 from .oidc import OIDCVerifier
 from .policy import ModelPolicy
@@ -61,13 +62,15 @@ def create_app(settings: Settings) -> Starlette:
     options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models)
-    chat = ChatEndpoint(settings, adapters, policy)
+    mcp = MCP.from_settings(settings)
+    chat = ChatEndpoint(settings, adapters, policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
     proxy = ProxyEndpoint(settings, adapters, http)
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models.handle, methods=["GET"]),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
     if settings.routing_strategy == "path":
@@ -108,13 +111,13 @@ def create_app(settings: Settings) -> Starlette:
                 "provider keys. Set AUTH_ENABLED=true, or bind to 127.0.0.1 behind an authenticating proxy.",
                 settings.server_host,
             )
-        if settings.mcp_enabled:
-            log.warning("MCP_ENABLED is set, but MCP is not in this release of polyrelay; ignoring it.")
+        await mcp.start()
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
         log.info("polyrelay ready; providers configured: %s", configured)
         try:
             yield
         finally:
+            await mcp.close()
             if oidc is not None:
                 await oidc.close()
             await http.close()

@@ -15,6 +15,7 @@ from providers.errors import InvalidRequest
 from .auth import identity_of
 from .body import read_body
 from .errors import error_event
+from .mcp_agent import ChatRunner, Direct
 from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
 from .routing import resolve
@@ -33,10 +34,14 @@ DONE_EVENT = b"data: [DONE]\n\n"
 class ChatEndpoint:
     """The chat route, with the settings and one adapter per configured provider."""
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy) -> None:
+    def __init__(
+        self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy, runner: ChatRunner
+    ) -> None:
         self.settings = settings
         self.adapters = adapters
         self.policy = policy
+        self.runner = runner
+        self.direct = Direct()
         self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
 
     async def handle(self, request: Request) -> Response | RelayResponse:
@@ -54,12 +59,13 @@ class ChatEndpoint:
             )
         adapter = self.adapters[provider.id]
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
+        runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
         if chat.stream:
-            events = await until_disconnect(request.receive, adapter.stream(chat))
+            events = await until_disconnect(request.receive, runner.stream(adapter, chat))
             return RelayResponse(
                 events, close=events.aclose, headers=SSE_HEADERS, on_error=error_event, tail=DONE_EVENT
             )
-        answer = await until_disconnect(request.receive, adapter.chat(chat))
+        answer = await until_disconnect(request.receive, runner.chat(adapter, chat))
         return Response(answer, media_type="application/json")
 
     def _routed_model(self, request: Request) -> str | None:

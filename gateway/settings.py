@@ -12,6 +12,7 @@ environment wins over the file.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,20 @@ def parse_header_name(text: str) -> str:
     if not _TOKEN.match(text.strip()):
         raise ValueError("expected a header name of 1 to 100 letters, digits or -")
     return text.strip()
+
+
+def parse_server_headers(text: str) -> dict[str, dict[str, str]]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object ({exc.msg})") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values()) for headers in value.values()
+    ):
+        raise ValueError('expected {"server name": {"Header": "value"}}')
+    return {str(name): {str(k): v for k, v in headers.items()} for name, headers in value.items()}
 
 
 @dataclass(frozen=True)
@@ -289,9 +304,42 @@ SETTINGS: tuple[Var, ...] = (
         "mcp_enabled",
         parse_bool,
         "false",
-        "MCP is not in this release: a warning is logged when it is true.",
+        "Offer the tools of MCP_SERVERS to the model in every chat request, and run them.",
         aliases=("MCP_ENABLE",),
     ),
+    Var("MCP_SERVERS", "mcp_servers", parse_list, "", "Comma list of MCP server URLs, each optionally name=url."),
+    Var(
+        "MCP_SERVER_HEADERS",
+        "mcp_server_headers",
+        parse_server_headers,
+        "",
+        'JSON object of headers per server name, e.g. {"search": {"Authorization": "Bearer ..."}}.',
+    ),
+    Var("MCP_EXPOSE", "mcp_expose", parse_bool, "false", "Serve GET /v1/mcp/tools (403 otherwise)."),
+    Var("MCP_INCLUDE_TOOLS", "mcp_include_tools", parse_list, "", "Only these tools (MCP or exposed names); wins."),
+    Var("MCP_EXCLUDE_TOOLS", "mcp_exclude_tools", parse_list, "", "Not these tools (MCP or exposed names)."),
+    Var("MCP_MAX_ITERATIONS", "mcp_max_iterations", parse_int, "10", "Model calls per request at most."),
+    Var("MCP_CLIENT_TIMEOUT", "mcp_client_timeout", parse_duration, "5s", "HTTP timeout of MCP connections."),
+    Var("MCP_REQUEST_TIMEOUT", "mcp_request_timeout", parse_duration, "5s", "Per tool call and initialize."),
+    Var("MCP_MAX_RESULT_BYTES", "mcp_max_result_bytes", parse_int, "65536", "Tool results longer are cut."),
+    Var(
+        "MCP_ENABLE_RECONNECT",
+        "mcp_enable_reconnect",
+        parse_bool,
+        "true",
+        "Reconnect to servers that are down or dropped, in the background.",
+    ),
+    Var("MCP_RECONNECT_INTERVAL", "mcp_reconnect_interval", parse_duration, "30s", "Wait between reconnects."),
+    Var(
+        "MCP_POLLING_ENABLED",
+        "mcp_polling_enabled",
+        parse_bool,
+        "true",
+        "Ping connected servers to notice when they go away.",
+        aliases=("MCP_POLLING_ENABLE",),
+    ),
+    Var("MCP_POLLING_INTERVAL", "mcp_polling_interval", parse_duration, "30s", "Time between pings."),
+    Var("MCP_POLLING_TIMEOUT", "mcp_polling_timeout", parse_duration, "5s", "A ping slower than this fails."),
 )
 
 
@@ -330,6 +378,20 @@ class Settings:
     routing_header_name: str = "X-Model"
     cors_allowed_origins: tuple[str, ...] = ()
     mcp_enabled: bool = False
+    mcp_servers: tuple[str, ...] = ()
+    mcp_server_headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    mcp_expose: bool = False
+    mcp_include_tools: tuple[str, ...] = ()
+    mcp_exclude_tools: tuple[str, ...] = ()
+    mcp_max_iterations: int = 10
+    mcp_client_timeout: float = 5.0
+    mcp_request_timeout: float = 5.0
+    mcp_max_result_bytes: int = 65536
+    mcp_enable_reconnect: bool = True
+    mcp_reconnect_interval: float = 30.0
+    mcp_polling_enabled: bool = True
+    mcp_polling_interval: float = 30.0
+    mcp_polling_timeout: float = 5.0
     providers: Mapping[str, Provider] = field(default_factory=dict)
     config_file: str = ""
 
@@ -421,6 +483,8 @@ def _read_yaml(path: Path, registry: Mapping[str, ProviderSpec]) -> Iterable[tup
     for key, value in document.items():
         if key == "providers":
             yield from _yaml_providers(path, value, registry)
+        elif key == "mcp" and isinstance(value, dict) and isinstance(value.get("servers"), list):
+            yield from _yaml_mcp(path, value, known)
         elif isinstance(value, dict):
             for sub, sub_value in value.items():
                 yield _yaml_setting(path, f"{key}.{sub}", f"{key}_{sub}".upper(), sub_value, known)
@@ -433,11 +497,36 @@ def _yaml_setting(path: Path, key: str, name: str, value: Any, known: set[str]) 
         raise SettingsError(f"{path}: unknown setting '{key}' ({name}).")
     if name == "AUTH_API_KEYS" and isinstance(value, list):
         return name, ",".join(_yaml_api_key(path, entry) for entry in value)
+    if isinstance(value, dict):
+        return name, json.dumps(value)
     if isinstance(value, bool):
         return name, str(value).lower()
     if isinstance(value, list):
         return name, ",".join(str(v) for v in value)
     return name, "" if value is None else str(value)
+
+
+def _yaml_mcp(path: Path, section: dict[str, Any], known: set[str]) -> Iterable[tuple[str, str]]:
+    """``mcp.servers`` as a list of {name, url, headers}: MCP_SERVERS and MCP_SERVER_HEADERS."""
+    servers, headers = [], {}
+    for entry in section["servers"]:
+        if isinstance(entry, str):
+            servers.append(entry)
+            continue
+        if not isinstance(entry, dict) or not entry.get("url"):
+            raise SettingsError(f"{path}: each mcp.servers item is a URL or a mapping with url (and name, headers).")
+        name = str(entry.get("name") or "")
+        servers.append(f"{name}={entry['url']}" if name else str(entry["url"]))
+        if entry.get("headers"):
+            if not name:
+                raise SettingsError(f"{path}: an mcp.servers item with headers needs a name.")
+            headers[name] = entry["headers"]
+    yield "MCP_SERVERS", ",".join(servers)
+    if headers:
+        yield "MCP_SERVER_HEADERS", json.dumps(headers)
+    for sub, sub_value in section.items():
+        if sub != "servers":
+            yield _yaml_setting(path, f"mcp.{sub}", f"MCP_{sub}".upper(), sub_value, known)
 
 
 def _yaml_api_key(path: Path, entry: Any) -> str:

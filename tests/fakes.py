@@ -15,6 +15,8 @@ What a chat answer does is chosen by the requested model name:
     midstream-error        one chunk, then an in-stream error event
     hang               one chunk, then silence until the client leaves
     late-eof           a normal stream whose HTTP body ends 50 ms after [DONE]
+    agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
+                       (agent-loop calls them again every turn)
 """
 
 from __future__ import annotations
@@ -253,7 +255,38 @@ def _last_user_text(payload: dict[str, Any]) -> str:
     return ""
 
 
+def agent_directives(text: str) -> list[tuple[str, str]]:
+    """``call <tool> <json arguments>`` directives, separated by ';', from a prompt."""
+    calls = []
+    for part in text.split(";"):
+        words = part.strip().split(" ", 2)
+        if len(words) >= 2 and words[0] == "call":
+            calls.append((words[1], words[2] if len(words) > 2 else "{}"))
+    return calls
+
+
+def agent_turn(model: str, prompt: str, results: list[str], turn: int) -> tuple[list[tuple[str, str]], str]:
+    """What the "agent" models do: call the tools the prompt names (every turn for agent-loop), then
+    report the results. Returns (calls, text)."""
+    if not results or model == "agent-loop":
+        return agent_directives(prompt), ""
+    return [], "Done: " + " | ".join(results)
+
+
 def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if model.startswith("agent"):
+        messages = payload["messages"]
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        results = [str(m.get("content")) for m in messages[last_user:] if m["role"] == "tool"]
+        turn = sum(m["role"] == "assistant" for m in messages)
+        calls, text = agent_turn(model, _last_user_text(payload), results, turn)
+        if calls:
+            tool_calls = [
+                {"id": f"call_{turn}_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+                for i, (n, a) in enumerate(calls)
+            ]
+            return {"role": "assistant", "content": None, "tool_calls": tool_calls}
+        return {"role": "assistant", "content": text}
     if model == "tool" and payload.get("tools"):
         name = payload["tools"][0]["function"]["name"]
         call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
@@ -289,24 +322,18 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
     out = [chunk({"role": "assistant", "content": ""})]
     if message.get("tool_calls"):
-        call = message["tool_calls"][0]
-        out.append(
-            chunk(
-                {
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": call["id"],
-                            "type": "function",
-                            "function": {"name": call["function"]["name"], "arguments": ""},
-                        }
-                    ]
-                }
-            )
-        )
-        arguments = call["function"]["arguments"]
-        for piece in (arguments[:8], arguments[8:]):
-            out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        for index, call in enumerate(message["tool_calls"]):
+            function = call["function"]
+            start = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": function["name"], "arguments": ""},
+            }
+            out.append(chunk({"tool_calls": [start]}))
+            arguments = function["arguments"]
+            for piece in (arguments[:8], arguments[8:]):
+                out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
     else:
         words = message["content"].split(" ")

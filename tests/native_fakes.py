@@ -94,6 +94,22 @@ class Anthropic:
 
     def blocks(self, model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """The answer's content blocks and stop reason."""
+        if model.startswith("agent"):
+            from .fakes import agent_turn
+
+            first = next(
+                b["text"] for m in body["messages"] if m["role"] == "user" for b in m["content"] if b["type"] == "text"
+            )
+            last = body["messages"][-1]["content"]
+            results = [str(b["content"]) for b in last if b["type"] == "tool_result"]
+            turn = sum(m["role"] == "assistant" for m in body["messages"])
+            calls, text = agent_turn(model, first, results, turn)
+            if calls:
+                return [
+                    {"type": "tool_use", "id": f"toolu_{turn}_{i}", "name": n, "input": orjson.loads(a)}
+                    for i, (n, a) in enumerate(calls)
+                ], "tool_use"
+            return [{"type": "text", "text": text}], "end_turn"
         choice = body.get("tool_choice") or {}
         tools = body.get("tools") or []
         if choice.get("type") == "tool":

@@ -1,0 +1,85 @@
+"""MCP in the app: the server connections, the toolbox, the chat runner and ``GET /v1/mcp/tools``.
+
+When MCP is off (or no server is configured) this is a no-op: chats run directly and the tools
+route answers 403, so no handler has to ask whether MCP is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from providers.errors import PermissionDenied
+
+from .mcp_agent import Agent, ChatRunner, Direct
+from .mcp_client import ConnectionOptions, MCPConnection, parse_servers
+from .mcp_tools import Toolbox
+from .settings import Settings
+
+__all__ = ["MCP"]
+
+
+class MCP:
+    def __init__(self, connections: list[MCPConnection], toolbox: Toolbox, runner: ChatRunner, expose: bool) -> None:
+        self.connections = connections
+        self.toolbox = toolbox
+        self.runner = runner
+        self.expose = expose
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MCP:
+        if not settings.mcp_enabled or not settings.mcp_servers:
+            return cls([], Toolbox([]), Direct(), expose=False)
+        options = ConnectionOptions(
+            http_timeout=settings.mcp_client_timeout,
+            request_timeout=settings.mcp_request_timeout,
+            reconnect=settings.mcp_enable_reconnect,
+            reconnect_interval=settings.mcp_reconnect_interval,
+            polling=settings.mcp_polling_enabled,
+            polling_interval=settings.mcp_polling_interval,
+            polling_timeout=settings.mcp_polling_timeout,
+        )
+        servers = parse_servers(settings.mcp_servers, settings.mcp_server_headers)
+        connections = [MCPConnection(server, options) for server in servers]
+        toolbox = Toolbox(
+            connections,
+            include=settings.mcp_include_tools,
+            exclude=settings.mcp_exclude_tools,
+            max_result_bytes=settings.mcp_max_result_bytes,
+        )
+        # A call may not outlive the bound of its own connection, plus a little for the HTTP around it.
+        agent = Agent(toolbox, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)
+        return cls(connections, toolbox, agent, settings.mcp_expose)
+
+    async def start(self) -> None:
+        """One owning task per server; a server that is down does not hold up start-up."""
+        self._tasks = [asyncio.create_task(c.run(), name=f"mcp:{c.name}") for c in self.connections]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def list_tools(self, request: Request) -> Response:
+        if not self.expose:
+            raise PermissionDenied(
+                "The MCP tool list is not exposed on this gateway (MCP_EXPOSE=true exposes it).", code="mcp_not_exposed"
+            )
+        data = [
+            {
+                "name": t.exposed,
+                "description": t.description,
+                "server": t.server,
+                "input_schema": t.input_schema,
+                "available": self.toolbox.available(t),
+            }
+            for t in self.toolbox.tools()
+        ]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")

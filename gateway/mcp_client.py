@@ -1,0 +1,231 @@
+"""One MCP server, connected once and shared: a long-lived task owns the session.
+
+The task (started by the app's lifespan) connects over streamable HTTP, or over the older HTTP+SSE
+transport when the server speaks only that, lists every page of tools, then keeps the session open
+and pings it. When the server is down at start-up, or goes away later, the task reconnects in the
+background and lists the tools again; meanwhile its tools stay on offer and calls to them get an
+error *result*, which the model reads, never a failed request. Requests of any task call tools on the shared session.
+
+    server = MCPConnection(ServerConfig("search", "http://mcp:8000/mcp"), options)
+    task = asyncio.create_task(server.run())
+    result = await server.call("search", {"q": "gateways"})   # ToolResult(text, is_error)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import orjson
+from mcp import ClientSession
+from mcp import types as mcp_types
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import REQUEST_TIMEOUT
+
+from .mcp_tools import ToolResult
+
+__all__ = ["ConnectionOptions", "MCPConnection", "ServerConfig", "parse_servers"]
+
+log = logging.getLogger("polyrelay")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # headers may hold credentials
+        return f"ServerConfig(name={self.name!r}, url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    http_timeout: float = 5.0  # MCP_CLIENT_TIMEOUT
+    request_timeout: float = 5.0  # MCP_REQUEST_TIMEOUT: initialize, tools/list, each call
+    reconnect: bool = True
+    reconnect_interval: float = 30.0
+    polling: bool = True
+    polling_interval: float = 30.0
+    polling_timeout: float = 5.0
+
+
+def parse_servers(entries: Sequence[str], headers: Mapping[str, Mapping[str, str]]) -> list[ServerConfig]:
+    """``url`` or ``name=url`` entries; a server without a name is named after its host."""
+    servers = []
+    for entry in entries:
+        name, sep, url = entry.partition("=")
+        if not sep or "://" in name:
+            name, url = "", entry
+        name = name.strip() or (urlsplit(url).hostname or "mcp").split(".")[0]
+        servers.append(ServerConfig(name, url.strip(), dict(headers.get(name, {}))))
+    taken: dict[str, int] = {}
+    for i, server in enumerate(servers):  # two servers on one host: web, web_2
+        taken[server.name] = taken.get(server.name, 0) + 1
+        if taken[server.name] > 1:
+            servers[i] = ServerConfig(f"{server.name}_{taken[server.name]}", server.url, server.headers)
+    return servers
+
+
+# Tool results arrive as one SSE event; the SDK's 1 MiB default would fail a large one before the
+# gateway could cut it down to MCP_MAX_RESULT_BYTES.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class _Broken(Exception):
+    """The session stopped answering: reconnect."""
+
+
+class MCPConnection:
+    def __init__(self, config: ServerConfig, options: ConnectionOptions) -> None:
+        self.config = config
+        self.name = config.name
+        self.options = options
+        self.session: ClientSession | None = None
+        self.transport: str | None = None  # "streamable-http" or "sse", once known
+        self._tools: list[mcp_types.Tool] = []
+        self._generation = 0
+        self._broken = asyncio.Event()
+        self.connected = asyncio.Event()  # set while a session is up (tests and readiness wait on it)
+
+    @property
+    def tools(self) -> Sequence[mcp_types.Tool]:
+        """The tools of the last connection: a server that drops out keeps its tools on offer, and a
+        call to one gets an "unavailable" result, so the model's view does not flicker with it."""
+        return self._tools
+
+    @property
+    def available(self) -> bool:
+        return self.session is not None
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect until cancelled (or once, with reconnection off)."""
+        while True:
+            try:
+                await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("MCP server '%s' (%s) is unavailable: %s", self.name, self.config.url, _describe(exc))
+            finally:
+                self._down()
+            if not self.options.reconnect:
+                return
+            await asyncio.sleep(self.options.reconnect_interval)
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
+        session = self.session
+        if session is None:
+            return ToolResult(f"The MCP server '{self.name}' that provides {tool} is unavailable right now.", True)
+        try:
+            result = await session.call_tool(tool, arguments, read_timeout_seconds=self.options.request_timeout)
+        except Exception as exc:
+            log.warning("MCP call %s on '%s' failed: %s", tool, self.name, _describe(exc))
+            if not (isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT):
+                self._broken.set()  # the connection, not the tool, failed (closed, session lost): reconnect
+            return ToolResult(f"Calling {tool} on the MCP server '{self.name}' failed: {_describe(exc)}", True)
+        return _result(result)
+
+    async def _serve(self) -> None:
+        kinds = [self.transport] if self.transport else ["streamable-http", "sse"]
+        failure: Exception | None = None
+        for kind in kinds:
+            try:
+                async with self._open(kind) as session:
+                    self.transport = kind
+                    await self._up(session)
+                return
+            except (asyncio.CancelledError, _Broken):
+                raise
+            except Exception as exc:  # this transport did not work; try the next one
+                failure = exc
+        raise failure or RuntimeError("no transport")
+
+    @contextlib.asynccontextmanager
+    async def _open(self, kind: str) -> AsyncIterator[ClientSession]:
+        headers = dict(self.config.headers)
+        timeout = self.options.http_timeout
+        async with contextlib.AsyncExitStack() as stack:
+            if kind == "sse":
+                streams = await stack.enter_async_context(sse_client(self.config.url, headers=headers, timeout=timeout))
+            else:
+                # No read bound on the HTTP client: each call has its own (read_timeout_seconds).
+                client = await stack.enter_async_context(
+                    httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout, read=None))
+                )
+                streams = await stack.enter_async_context(
+                    streamable_http_client(self.config.url, http_client=client, max_sse_event_size=MAX_EVENT_BYTES)
+                )
+            session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
+            async with asyncio.timeout(self.options.request_timeout):
+                await session.initialize()
+                tools = await _all_tools(session)
+            if [t.model_dump() for t in tools] != [t.model_dump() for t in self._tools]:
+                self._tools = tools
+                self._generation += 1
+            yield session
+
+    async def _up(self, session: ClientSession) -> None:
+        self.session = session
+        self._broken.clear()
+        self.connected.set()
+        log.info("MCP server '%s' connected (%s): %d tool(s)", self.name, self.transport, len(self._tools))
+        while True:
+            wait = self.options.polling_interval if self.options.polling else None
+            try:
+                await asyncio.wait_for(self._broken.wait(), wait)
+            except TimeoutError:
+                try:
+                    async with asyncio.timeout(self.options.polling_timeout):
+                        await session.send_ping()
+                except Exception as exc:
+                    raise _Broken(f"it did not answer a ping ({_describe(exc)})") from exc
+                continue
+            raise _Broken("a call failed on its connection")
+
+    def _down(self) -> None:
+        self.session = None
+        self.connected.clear()
+
+
+async def _all_tools(session: ClientSession) -> list[mcp_types.Tool]:
+    tools: list[mcp_types.Tool] = []
+    cursor = None
+    for _ in range(100):  # a server that pages forever is cut off
+        params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await session.list_tools(params=params)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return tools
+
+
+def _result(result: mcp_types.CallToolResult) -> ToolResult:
+    texts = []
+    for item in result.content:
+        if isinstance(item, mcp_types.TextContent):
+            texts.append(item.text)
+        else:  # images, audio, resources: the model gets what they are, not their bytes
+            texts.append(f"[{item.type} content omitted by the gateway]")
+    if not texts and result.structured_content is not None:
+        texts.append(orjson.dumps(result.structured_content).decode())
+    return ToolResult("\n".join(texts), bool(result.is_error))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,136 @@
+"""Real MCP servers for the tests, built with the SDK's ``MCPServer`` and served by uvicorn on
+loopback: streamable HTTP (stateful or stateless) or the older HTTP+SSE transport. Their tools add,
+echo, fail, sleep and return a large result; ``tools/list`` comes in pages of two."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp import MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import INVALID_PARAMS
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+PAGE = 2
+TOKEN = "mcp-server-secret"
+
+
+async def paginated(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Server middleware cutting tools/list into pages, so clients must follow the cursor."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/list" or not isinstance(result, dict):
+        return result
+    cursor = (ctx.params or {}).get("cursor")
+    try:
+        start = int(cursor or 0)
+    except ValueError:
+        raise MCPError(code=INVALID_PARAMS, message=f"bad cursor {cursor!r}") from None
+    tools = result.get("tools", [])
+    page = {k: v for k, v in result.items() if k != "nextCursor"}
+    page["tools"] = tools[start : start + PAGE]
+    if start + PAGE < len(tools):
+        page["nextCursor"] = str(start + PAGE)
+    return page
+
+
+def build(prefix: str = "") -> MCPServer:
+    server = MCPServer("test-tools", version="1.0", log_level="CRITICAL", middleware=[paginated])
+
+    @server.tool(name=f"{prefix}add")
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @server.tool(name=f"{prefix}echo")
+    def echo(text: str) -> str:
+        """Say the text back."""
+        return text
+
+    @server.tool(name=f"{prefix}fail")
+    def fail() -> str:
+        """Always fails."""
+        raise ToolError("this tool always fails")
+
+    @server.tool(name=f"{prefix}sleep")
+    async def sleep(seconds: float) -> str:
+        """Wait, then answer."""
+        await anyio.sleep(seconds)
+        return f"slept {seconds}"
+
+    @server.tool(name=f"{prefix}big")
+    def big(n: int) -> str:
+        """Return n characters."""
+        return "x" * n
+
+    return server
+
+
+def _guard(app: ASGIApp, seen: list[bytes], token: bool) -> ASGIApp:
+    """Record every Authorization header received; with ``token``, refuse requests without ours."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            authorization = dict(scope["headers"]).get(b"authorization", b"")
+            seen.append(authorization)
+            if token and authorization != f"Bearer {TOKEN}".encode():
+                await PlainTextResponse("unauthorized", status_code=401)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+class MCPTestServer:
+    """One server; ``kill`` drops every connection at once, ``start`` again on the same port."""
+
+    def __init__(self, kind: str, *, prefix: str = "", token: bool = False) -> None:
+        self.kind, self.prefix, self.token = kind, prefix, token
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}" + ("/sse" if kind == "sse" else "/mcp")
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.authorizations: list[bytes] = []
+
+    async def start(self) -> MCPTestServer:
+        server = build(self.prefix)
+        if self.kind == "sse":
+            app = server.sse_app()
+        else:
+            app = server.streamable_http_app(
+                stateless_http=self.kind == "stateless", json_response=self.kind == "stateless"
+            )
+        app = _guard(app, self.authorizations, self.token)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, log_level="critical", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def kill(self) -> None:
+        assert self._server is not None and self._task is not None
+        for connection in list(self._server.server_state.connections):
+            connection.transport.abort()  # type: ignore[attr-defined]
+        for task in list(self._server.server_state.tasks):
+            task.cancel()
+        self._server.should_exit = True
+        await self._task
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None and not self._task.done():
+            self._server.should_exit = True
+            self._server.force_exit = True
+            await self._task
