@@ -30,6 +30,7 @@ from .oidc import OIDCVerifier
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .settings import Settings
+from .timing import OverheadHeader
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -78,7 +79,7 @@ def create_app(settings: Settings) -> Starlette:
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
 
     oidc = None
-    middleware = []
+    middleware = [Middleware(OverheadHeader)]
     if settings.cors_allowed_origins:
         middleware.append(
             Middleware(

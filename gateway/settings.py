@@ -405,9 +405,9 @@ class Settings:
         """Read the settings; ``config_file`` defaults to ``GATEWAY_CONFIG``. Raises ``SettingsError``."""
         if registry is None:
             try:
-                registry = load_registry()
+                registry = load_registry(environ.get("PROVIDERS_REGISTRY") or None)
             except RegistryError as exc:
-                raise SettingsError(str(exc)) from exc
+                raise SettingsError(f"PROVIDERS_REGISTRY: {exc}") from exc
         path = config_file or environ.get("GATEWAY_CONFIG") or ""
         values = dict(_read_yaml(Path(path), registry)) if path else {}
         values.update(environ)  # the environment wins over the file

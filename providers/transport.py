@@ -13,8 +13,10 @@ and exceptions never leave this module (they become ``UpstreamUnreachable`` / ``
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -22,7 +24,11 @@ from yarl import URL
 
 from .errors import UpstreamTimeout, UpstreamUnreachable
 
-__all__ = ["ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
+__all__ = ["UPSTREAM_SECONDS", "ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
+
+# Seconds a request spent waiting on upstreams (headers, and bodies read whole), summed into the
+# list a caller puts here; the gateway reports its own overhead as the rest of the request's time.
+UPSTREAM_SECONDS: ContextVar[list[float] | None] = ContextVar("polyrelay_upstream_seconds", default=None)
 
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -72,11 +78,13 @@ class UpstreamResponse:
         return self._response.raw_headers
 
     async def read(self) -> bytes:
+        started = time.perf_counter()
         with _translated_errors():
             try:
                 return await self._response.read()
             finally:
                 self._response.release()
+                _count_upstream(started)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``, a silence longer
@@ -159,19 +167,29 @@ class HttpClient:
         session = self._session
         if session is None:
             raise RuntimeError("HttpClient.start() was not awaited")
+        started = time.perf_counter()
         with _translated_errors():
-            async with asyncio.timeout(timeouts.headers):
-                response = await session.request(
-                    method,
-                    URL(url, encoded=True) if raw else url,
-                    headers=headers,  # type: ignore[arg-type]
-                    data=body,
-                    timeout=timeouts._aiohttp(),
-                    allow_redirects=False,
-                    auto_decompress=not raw,
-                    skip_auto_headers=_RAW_SKIPPED if raw else None,
-                )
+            try:
+                async with asyncio.timeout(timeouts.headers):
+                    response = await session.request(
+                        method,
+                        URL(url, encoded=True) if raw else url,
+                        headers=headers,  # type: ignore[arg-type]
+                        data=body,
+                        timeout=timeouts._aiohttp(),
+                        allow_redirects=False,
+                        auto_decompress=not raw,
+                        skip_auto_headers=_RAW_SKIPPED if raw else None,
+                    )
+            finally:
+                _count_upstream(started)
         return UpstreamResponse(response, timeouts.idle)
+
+
+def _count_upstream(started: float) -> None:
+    spent = UPSTREAM_SECONDS.get()
+    if spent is not None:
+        spent[0] += time.perf_counter() - started
 
 
 _RAW_SKIPPED = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")

@@ -164,3 +164,16 @@ async def test_repeated_headers_kept_and_connection_listed_ones_dropped(gateway:
     echoed = response.json()
     assert echoed["repeated"] == ["1", "2"] and "x-hop" not in echoed["headers"]
     assert echoed["headers"]["anthropic-version"] == "2023-06-01"
+
+
+async def test_overhead_header_leaves_out_the_upstreams_time(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        slow = await http.get(f"{gateway}{OPENAI}/delay/0.4")
+        chat = await http.post(
+            f"{gateway}/v1/chat/completions",
+            json={"model": "openai/echo", "messages": [{"role": "user", "content": "x"}]},
+        )
+    for response in (slow, chat):
+        assert float(response.headers["x-gateway-overhead-ms"]) >= 0
+    # The 400 ms the provider took are not the gateway's: what is left is its own work.
+    assert float(slow.headers["x-gateway-overhead-ms"]) < 400
