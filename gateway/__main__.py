@@ -111,6 +111,7 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         ssl_certfile=settings.server_tls_cert_path or None,
         ssl_keyfile=settings.server_tls_key_path or None,
         server_header=False,
+        access_log=settings.server_access_log,
         log_level="debug" if settings.debug else "info",
     )
     if workers > 1:

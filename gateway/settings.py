@@ -165,6 +165,13 @@ SETTINGS: tuple[Var, ...] = (
     Var(
         "SERVER_WORKERS", "server_workers", parse_int, "1", "Worker processes (uvicorn workers); 0 means one per core."
     ),
+    Var(
+        "SERVER_ACCESS_LOG",
+        "server_access_log",
+        parse_bool,
+        "true",
+        "Log a line per request (uvicorn's access log).",
+    ),
     Var("SERVER_READ_TIMEOUT", "server_read_timeout", parse_duration, "30s", "Longest time to receive a request body."),
     Var(
         "SERVER_WRITE_TIMEOUT",
@@ -352,6 +359,7 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8080
     server_workers: int = 1
+    server_access_log: bool = True
     server_read_timeout: float = 30.0
     server_write_timeout: float = 30.0
     server_idle_timeout: float = 120.0
