@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test run lint
+.PHONY: test run lint bench
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,3 +21,8 @@ test: lint
 
 run: $(BIN)/.installed
 	$(BIN)/polyrelay serve
+
+# The benchmark: installs nginx, wrk and hey (Debian) when missing; results in bench/results/.
+bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet psutil httpx-aiohttp
+	$(BIN)/python -m bench
