@@ -26,7 +26,6 @@ from .chat import ChatEndpoint
 from .errors import exception_handlers
 from .mcp import MCP
 from .models import ModelsEndpoint
-from .oidc import OIDCVerifier
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .settings import Settings
@@ -92,6 +91,8 @@ def create_app(settings: Settings) -> Starlette:
         )
     if settings.auth_enabled:
         if settings.auth_oidc_issuer:
+            from .oidc import OIDCVerifier  # joserfc and cryptography load only when tokens are checked
+
             oidc = OIDCVerifier(
                 settings.auth_oidc_issuer,
                 settings.auth_oidc_client_id,

@@ -15,20 +15,24 @@ import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from providers.errors import APIError, AuthenticationFailed
 
 from .errors import error_response
-from .oidc import MAX_TOKEN_BYTES, OIDCVerifier
 from .settings import ApiKey
+
+if TYPE_CHECKING:
+    from .oidc import OIDCVerifier
 
 __all__ = ["ApiKeys", "AuthMiddleware", "Identity", "identity_of"]
 
 log = logging.getLogger("polyrelay")
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
+MAX_TOKEN_BYTES = 8192  # a larger credential is refused before it is parsed
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.requests import Request
@@ -16,9 +17,11 @@ from starlette.responses import Response
 from providers.errors import PermissionDenied
 
 from .mcp_agent import Agent, ChatRunner, Direct
-from .mcp_client import ConnectionOptions, MCPConnection, parse_servers
 from .mcp_tools import Toolbox
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .mcp_client import MCPConnection
 
 __all__ = ["MCP"]
 
@@ -35,6 +38,9 @@ class MCP:
     def from_settings(cls, settings: Settings) -> MCP:
         if not settings.mcp_enabled or not settings.mcp_servers:
             return cls([], Toolbox([]), Direct(), expose=False)
+        # The MCP SDK is imported only when MCP is on: it is most of the gateway's start-up time.
+        from .mcp_client import ConnectionOptions, MCPConnection, parse_servers
+
         options = ConnectionOptions(
             http_timeout=settings.mcp_client_timeout,
             request_timeout=settings.mcp_request_timeout,

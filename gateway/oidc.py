@@ -26,13 +26,14 @@ from joserfc.jwt import JWTClaimsRegistry
 from providers import HttpClient, Timeouts
 from providers.errors import APIError, AuthenticationFailed, ServiceUnavailable
 
+from .auth import MAX_TOKEN_BYTES
+
 __all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "OIDCVerifier"]
 
 log = logging.getLogger("polyrelay")
 
 # Asymmetric signatures only: never "none", never HMAC (which a public key could be abused to forge).
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-MAX_TOKEN_BYTES = 8192
 _KEY_TYPES = {"R": "RSA", "P": "RSA", "E": "EC"}
 
 
