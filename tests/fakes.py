@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import openai
 import orjson
 from aiohttp import web
 
@@ -39,6 +40,16 @@ from .native_fakes import Anthropic, Google
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
 
 ACCOUNT = "acct-123"
+
+# Upstream error statuses and the exception the openai SDK raises for each, for every suite.
+ERROR_CLASSES = [
+    (400, openai.BadRequestError),
+    (401, openai.AuthenticationError),
+    (404, openai.NotFoundError),
+    (429, openai.RateLimitError),
+    (500, openai.InternalServerError),
+    (503, openai.InternalServerError),
+]
 
 
 @dataclass

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from .conftest import GatewayFactory
-from .fakes import FakeProviders
+from .fakes import ERROR_CLASSES, FakeProviders
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -114,14 +114,7 @@ async def test_chunked_body_over_the_limit_gets_413(gateway_with: GatewayFactory
 
 @pytest.mark.parametrize(
     ("status", "exception"),
-    [
-        (400, openai.BadRequestError),
-        (401, openai.AuthenticationError),
-        (404, openai.NotFoundError),
-        (429, openai.RateLimitError),
-        (500, openai.InternalServerError),
-        (503, openai.InternalServerError),
-    ],
+    ERROR_CLASSES,
 )
 async def test_upstream_errors_keep_status_and_message(
     client: openai.AsyncOpenAI, status: int, exception: type

@@ -17,6 +17,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from providers.registry import load_registry
 
+from .fakes import ERROR_CLASSES
+
 NATIVE = [pid for pid, spec in load_registry().items() if spec.adapter != "openai"]
 TOOLS = [
     {
@@ -204,14 +206,7 @@ async def test_reasoning_is_returned(gateway: str, pid: str) -> None:
 
 @pytest.mark.parametrize(
     ("status", "exception"),
-    [
-        (400, openai.BadRequestError),
-        (401, openai.AuthenticationError),
-        (404, openai.NotFoundError),
-        (429, openai.RateLimitError),
-        (500, openai.InternalServerError),
-        (503, openai.InternalServerError),
-    ],
+    ERROR_CLASSES,
 )
 async def test_errors_keep_status_and_message(
     client: openai.AsyncOpenAI, pid: str, status: int, exception: type
