@@ -167,3 +167,22 @@ def test_api_keys_from_the_environment_and_the_file(tmp_path: Path) -> None:
 def test_bad_access_settings(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.load(env)
+
+
+def test_the_example_config_is_valid_with_its_commented_sections_on(tmp_path: Path) -> None:
+    example = (Path(__file__).parent.parent / "config" / "gateway.example.yaml").read_text()
+    assert Settings.load({}, Path(__file__).parent.parent / "config" / "gateway.example.yaml")
+    lines = []
+    for line in example.splitlines():
+        if line.startswith("# ") and line[2:3] != " " and ":" in line[2:].split(" ", 1)[0]:
+            lines.append(line[2:])  # a commented setting's first line
+        elif line.startswith("#   "):
+            lines.append(line[2:])
+        elif not line.startswith("#"):
+            lines.append(line)
+    enabled = tmp_path / "all.yaml"
+    enabled.write_text("\n".join(lines).replace("<from `polyrelay new-key ci-bot`>", "a" * 64))
+    settings = Settings.load({}, enabled)
+    assert settings.auth_enabled and settings.mcp_enabled and settings.routing_strategy == "header"
+    assert settings.auth_api_keys[0].models == ("openai/gpt-4o-mini",)
+    assert settings.mcp_server_headers == {"weather": {"Authorization": "Bearer server-token"}}
