@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from providers import Adapter, ChatRequest, EventStream
+from providers.sse import parse_event
 
 from .mcp_tools import Toolbox, ToolResult
 
@@ -229,9 +230,10 @@ class Turn:
     def feed(self, data: bytes, *, first: bool) -> bytes:
         out = []
         for block in data.split(b"\n\n"):
-            if not block.startswith(b"data: "):
+            _, payload = parse_event(block)  # "data:" with or without its space; comments skipped
+            if not payload:
                 continue
-            chunk = orjson.loads(block[6:])
+            chunk = orjson.loads(payload)
             if "error" in chunk:
                 self.errored = True
                 out.append(block + b"\n\n")

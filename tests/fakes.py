@@ -15,6 +15,7 @@ What a chat answer does is chosen by the requested model name:
     midstream-error        one chunk, then an in-stream error event
     hang               one chunk, then silence until the client leaves
     late-eof           a normal stream whose HTTP body ends 50 ms after [DONE]
+    *-tight            (streams) events written "data:{...}", without the optional space
     agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
                        (agent-loop calls them again every turn)
 """
@@ -167,7 +168,9 @@ class FakeProviders:
         await response.prepare(request)
         chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
         for index, chunk in enumerate(chunks):
-            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            # Some providers write "data:" with no space after the colon, which SSE allows.
+            prefix = b"data:" if model.endswith("-tight") else b"data: "
+            await response.write(prefix + orjson.dumps(chunk) + b"\n\n")
             if model == "broken-stream" and index == 1:
                 request.transport.close()  # type: ignore[union-attr]
                 return response

@@ -305,3 +305,12 @@ async def test_the_tool_list_route_is_403_unless_exposed(
     async with gateway_with(**mcp_env(servers, MCP_EXPOSE="false")) as url, httpx.AsyncClient() as http:
         response = await http.get(f"{url}/v1/mcp/tools")
     assert response.status_code == 403 and response.json()["error"]["code"] == "mcp_not_exposed"
+
+
+async def test_streams_without_the_space_after_data(gateway_mcp: str) -> None:
+    stream = await sdk(gateway_mcp).chat.completions.create(
+        model="openai/agent-tight",
+        messages=ask('call mcp_add {"a": 2, "b": 2}'),
+        stream=True,  # type: ignore[arg-type]
+    )
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Done: 4"
