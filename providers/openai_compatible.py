@@ -19,7 +19,7 @@ from .transport import UpstreamResponse
 
 __all__ = ["OpenAICompatibleAdapter"]
 
-_ERROR_EVENT = b'data: {"error"'
+_ERROR_EVENT = (b'data: {"error"', b'data:{"error"')  # with or without the optional space
 
 
 class OpenAICompatibleAdapter(Adapter):
