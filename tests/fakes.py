@@ -174,10 +174,9 @@ class FakeProviders:
             if model == "broken-stream" and index == 1:
                 request.transport.close()  # type: ignore[union-attr]
                 return response
-            if model == "midstream-error":
-                await response.write(
-                    b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error"}}\n\n'
-                )
+            if model.startswith("midstream-error"):
+                error = b'{"error": {"message": "fake mid-stream failure", "type": "server_error"}}'
+                await response.write(prefix + error + b"\n\n")
                 return response
             if model == "hang":
                 await asyncio.sleep(3600)

@@ -168,6 +168,7 @@ async def stream_text(url: str, model: str) -> str:
         ("openai/broken-stream", "cut off"),
         ("openai/no-done", "ended before it was complete"),
         ("openai/midstream-error", "fake mid-stream failure"),
+        ("openai/midstream-error-tight", "fake mid-stream failure"),
     ],
 )
 async def test_broken_streams_end_with_one_error_event_and_done(gateway: str, model: str, message: str) -> None:
@@ -175,7 +176,7 @@ async def test_broken_streams_end_with_one_error_event_and_done(gateway: str, mo
     events = [e for e in text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
     assert text.count("[DONE]") == 1
-    assert message in events[-2] and events[-2].startswith('data: {"error"')
+    assert message in events[-2] and events[-2].removeprefix("data:").lstrip().startswith('{"error"')
     assert sum('"error"' in e for e in events) == 1
 
 
