@@ -37,33 +37,45 @@ async def _disconnected(receive: Receive, after: asyncio.Event | None = None) ->
         pass
 
 
+class _Watch:
+    """Cancels the current task when the client disconnects, from one small watcher task (cheaper,
+    on every request, than running the work in a task of its own and waiting on both)."""
+
+    def __init__(self, receive: Receive, after: asyncio.Event | None = None) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self.current = current
+        self.left = False
+        self.watcher = asyncio.get_running_loop().create_task(self._watch(receive, after))
+
+    async def _watch(self, receive: Receive, after: asyncio.Event | None) -> None:
+        await _disconnected(receive, after)
+        self.left = True
+        self.current.cancel()
+
+    def gone(self) -> bool:
+        """Whether a CancelledError being handled came from the client leaving (and no one else)."""
+        return self.left and self.current.uncancel() == 0
+
+    def stop(self) -> None:
+        self.watcher.cancel()
+
+
 async def until_disconnect(receive: Receive, call: Awaitable[T], *, watch_after: asyncio.Event | None = None) -> T:
     """``await call``, cancelling it and raising ``ClientGone`` if the client disconnects first.
 
-    The call runs in the request's own task; one small watcher task cancels it when the client
-    leaves (cheaper than a task per side and ``asyncio.wait``, on every request). ``watch_after``
-    delays the watch until the request body has been consumed by someone else (the proxy's upload),
-    since both would otherwise read the same ``receive``.
+    ``watch_after`` delays the watch until the request body has been consumed by someone else (the
+    proxy's upload), since both would otherwise read the same ``receive``.
     """
-    current = asyncio.current_task()
-    assert current is not None
-    left = False
-
-    async def watch() -> None:
-        nonlocal left
-        await _disconnected(receive, watch_after)
-        left = True
-        current.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
+    watch = _Watch(receive, watch_after)
     try:
         return await call
     except asyncio.CancelledError:
-        if left and current.uncancel() == 0:
+        if watch.gone():
             raise ClientGone from None
         raise
     finally:
-        watcher.cancel()
+        watch.stop()
 
 
 class RelayResponse:
@@ -93,30 +105,20 @@ class RelayResponse:
         self.tail = tail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        current = asyncio.current_task()
-        assert current is not None
-        left = False
-
-        async def watch() -> None:
-            nonlocal left
-            await _disconnected(receive)
-            left = True
-            current.cancel()
-
-        watcher = None
+        watch = None
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-            watcher = asyncio.get_running_loop().create_task(watch())
+            watch = _Watch(receive)
             try:
                 await self._pump(send)
             except asyncio.CancelledError:
-                if left and current.uncancel() == 0:
+                if watch.gone():
                     log.info("client disconnected from %s; upstream closed", scope.get("path"))
                     return
                 raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            if watch is not None:
+                watch.stop()
             await self.close()
 
     async def _pump(self, send: Send) -> None:
