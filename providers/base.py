@@ -14,13 +14,14 @@ OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
-from .errors import UpstreamStatusError
+from .errors import UpstreamStatusError, UpstreamUnreachable
+from .model_lists import FORMATS, ModelInfo, list_models
 from .registry import Provider
 from .transport import HttpClient, Timeouts, UpstreamResponse
 
@@ -53,13 +54,6 @@ class ChatRequest:
     payload: dict[str, Any]
     model: str
     stream: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    id: str
-    created: int
-    owned_by: str
 
 
 class EventStream:
@@ -98,14 +92,34 @@ class EventStream:
 class Adapter(ABC):
     """Base of the adapters: one per wire protocol, one instance per configured provider."""
 
+    # Upstream statuses reported under another one (Anthropic's 529 "overloaded" is a 503).
+    status_map: ClassVar[Mapping[int, int]] = {}
+
     def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
         self.provider = provider
         self.http = http
         self.options = options
+        self._json_headers = {
+            **provider.auth_headers(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._models_url = provider.endpoint(provider.spec.models_path)
+        self._models_format = FORMATS[provider.spec.models_format]
 
-    @abstractmethod
     async def list_models(self) -> list[ModelInfo]:
-        """The provider's models, read from its native list format."""
+        """The provider's models, read page by page from its native list format."""
+        return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
+
+    async def _fetch_json(self, url: str) -> Any:
+        response = await self.http.request(
+            "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models
+        )
+        await self._checked(response)
+        try:
+            return orjson.loads(await response.read())
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
 
     @abstractmethod
     async def chat(self, request: ChatRequest) -> bytes:
@@ -120,13 +134,14 @@ class Adapter(ABC):
         return self.provider.auth_headers()
 
     async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
-        if response.status >= 400:
-            try:
-                body = await response.read()
-            finally:
-                response.close()
-            raise upstream_error(self.provider, response.status, body, response.headers.get("Retry-After"))
-        return response
+        if response.status < 400:
+            return response
+        try:
+            body = await response.read()
+        finally:
+            response.close()
+        status = self.status_map.get(response.status, response.status)
+        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
 
 
 def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:

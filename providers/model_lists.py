@@ -16,10 +16,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from .base import ModelInfo
 from .errors import UpstreamError
 
-__all__ = ["FORMATS", "ListFormat", "list_models"]
+__all__ = ["FORMATS", "ListFormat", "ModelInfo", "list_models"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    created: int
+    owned_by: str
+
 
 MAX_PAGES = 20  # a provider that pages forever must not hold the list hostage
 Page = tuple[list[ModelInfo], dict[str, str] | None]

@@ -17,18 +17,16 @@ import re
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
-from .base import Adapter, AdapterOptions, ChatRequest, EventStream, ModelInfo, upstream_error
+from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
-from .model_lists import FORMATS, list_models
-from .registry import Provider
 from .sse import SSEDecoder, parse_event
-from .transport import HttpClient, UpstreamResponse
+from .transport import UpstreamResponse
 
 __all__ = [
     "DATA_URI",
@@ -289,15 +287,6 @@ def new_id(prefix: str) -> str:
 class TranslatingAdapter(Adapter):
     """An adapter for a provider whose native API is not OpenAI's."""
 
-    # Upstream statuses reported under another one (Anthropic's 529 "overloaded" is a 503).
-    status_map: ClassVar[Mapping[int, int]] = {}
-
-    def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
-        super().__init__(provider, http, options)
-        self._headers = {**provider.auth_headers(), "Content-Type": "application/json", "Accept": "application/json"}
-        self._models_url = provider.endpoint(provider.spec.models_path)
-        self._models_format = FORMATS[provider.spec.models_format]
-
     @abstractmethod
     def url(self, request: ChatRequest) -> str: ...
 
@@ -328,33 +317,12 @@ class TranslatingAdapter(Adapter):
         response = await self._post(request, self.options.timeouts.stream)
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
-    async def list_models(self) -> list[ModelInfo]:
-        return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
-
-    async def _fetch_json(self, url: str) -> Any:
-        response = await self.http.request("GET", url, headers=self._headers, timeouts=self.options.timeouts.models)
-        await self._checked(response)
-        try:
-            return orjson.loads(await response.read())
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
-
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
         body = orjson.dumps(self.encode(request))
         response = await self.http.request(
-            "POST", self.url(request), headers=self._headers, body=body, timeouts=timeouts
+            "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts
         )
         return await self._checked(response)
-
-    async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
-        if response.status < 400:
-            return response
-        try:
-            body = await response.read()
-        finally:
-            response.close()
-        status = self.status_map.get(response.status, response.status)
-        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
 
     async def _translate(self, response: UpstreamResponse, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
         decoder = SSEDecoder()

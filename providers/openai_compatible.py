@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
-from .base import Adapter, ChatRequest, EventStream, ModelInfo
+from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
-from .model_lists import FORMATS, list_models
 from .sse import DONE, SSEDecoder
 from .transport import UpstreamResponse
 
@@ -29,11 +28,7 @@ class OpenAICompatibleAdapter(Adapter):
         super().__init__(*args, **kwargs)
         spec = self.provider.spec
         self._chat_url = self.provider.endpoint(spec.chat_path)
-        self._models_url = self.provider.endpoint(spec.models_path)
-        self._models_format = FORMATS[spec.models_format]
-        auth = self.provider.auth_headers()
-        self._json_headers = {**auth, "Content-Type": "application/json", "Accept": "application/json"}
-        self._sse_headers = {**auth, "Content-Type": "application/json", "Accept": "text/event-stream"}
+        self._sse_headers = {**self._json_headers, "Accept": "text/event-stream"}
         self._drop = spec.drop_params
         self._drop_in_messages = spec.drop_message_params
         self._max_choices = spec.max_choices
@@ -79,20 +74,6 @@ class OpenAICompatibleAdapter(Adapter):
         )
         await self._checked(response)
         return EventStream(response, _relay(response))
-
-    async def list_models(self) -> list[ModelInfo]:
-        return await list_models(self._fetch_json, self._models_url, self._models_format, self.provider.id)
-
-    async def _fetch_json(self, url: str) -> Any:
-        response = await self.http.request(
-            "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models
-        )
-        await self._checked(response)
-        body = await response.read()
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
 
 
 async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
