@@ -16,7 +16,7 @@ from providers.errors import APIError, InvalidRequest, MethodNotAllowed, NotFoun
 
 from .relay import ClientGone
 
-__all__ = ["error_event", "error_response", "exception_handlers"]
+__all__ = ["describe", "error_event", "error_response", "exception_handlers"]
 
 log = logging.getLogger("polyrelay")
 
@@ -28,6 +28,15 @@ def error_response(error: APIError) -> Response:
         headers=error.headers,
         media_type="application/json",
     )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log: our message, or the exception's type and text (groups flattened)."""
+    if isinstance(exc, APIError):
+        return exc.message
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def error_event(error: APIError) -> bytes:

@@ -30,6 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import REQUEST_TIMEOUT
 
+from .errors import describe
 from .mcp_tools import ToolResult
 
 __all__ = ["ConnectionOptions", "MCPConnection", "ServerConfig", "parse_servers"]
@@ -118,7 +119,7 @@ class MCPConnection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("MCP server '%s' (%s) is unavailable: %s", self.name, self.config.url, _describe(exc))
+                log.warning("MCP server '%s' (%s) is unavailable: %s", self.name, self.config.url, describe(exc))
             finally:
                 self._down()
             if not self.options.reconnect:
@@ -132,10 +133,10 @@ class MCPConnection:
         try:
             result = await session.call_tool(tool, arguments, read_timeout_seconds=self.options.request_timeout)
         except Exception as exc:
-            log.warning("MCP call %s on '%s' failed: %s", tool, self.name, _describe(exc))
+            log.warning("MCP call %s on '%s' failed: %s", tool, self.name, describe(exc))
             if not (isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT):
                 self._broken.set()  # the connection, not the tool, failed (closed, session lost): reconnect
-            return ToolResult(f"Calling {tool} on the MCP server '{self.name}' failed: {_describe(exc)}", True)
+            return ToolResult(f"Calling {tool} on the MCP server '{self.name}' failed: {describe(exc)}", True)
         return _result(result)
 
     async def _serve(self) -> None:
@@ -191,7 +192,7 @@ class MCPConnection:
                     async with asyncio.timeout(self.options.polling_timeout):
                         await session.send_ping()
                 except Exception as exc:
-                    raise _Broken(f"it did not answer a ping ({_describe(exc)})") from exc
+                    raise _Broken(f"it did not answer a ping ({describe(exc)})") from exc
                 continue
             raise _Broken("a call failed on its connection")
 
@@ -223,9 +224,3 @@ def _result(result: mcp_types.CallToolResult) -> ToolResult:
     if not texts and result.structured_content is not None:
         texts.append(orjson.dumps(result.structured_content).decode())
     return ToolResult("\n".join(texts), bool(result.is_error))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

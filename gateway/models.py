@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from providers import Adapter, ModelInfo
-from providers.errors import APIError, UpstreamError, UpstreamTimeout
+from providers.errors import UpstreamError, UpstreamTimeout
 
 from .auth import identity_of
+from .errors import describe
 from .policy import ModelPolicy
 from .routing import provider_by_id
 from .settings import Settings
@@ -53,7 +54,7 @@ class ModelsEndpoint:
             data = []
             for p, result in zip(pids, results, strict=True):
                 if isinstance(result, BaseException):
-                    log.warning("listing models of %s failed, left out: %s", p, _describe(result))
+                    log.warning("listing models of %s failed, left out: %s", p, describe(result))
                     continue
                 data.extend(_entries(p, [m for m in result if self.policy.allows(p, m.id, identity)]))
             document = {"object": "list", "data": data}
@@ -74,7 +75,3 @@ def _entries(pid: str, models: list[ModelInfo]) -> list[dict[str, Any]]:
         {"id": f"{pid}/{m.id}", "object": "model", "created": m.created, "owned_by": m.owned_by, "served_by": pid}
         for m in sorted(models, key=lambda m: m.id)
     ]
-
-
-def _describe(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, APIError) else f"{type(exc).__name__}: {exc}"

@@ -24,9 +24,10 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from providers import HttpClient, Timeouts
-from providers.errors import APIError, AuthenticationFailed, ServiceUnavailable
+from providers.errors import AuthenticationFailed, ServiceUnavailable
 
 from .auth import MAX_TOKEN_BYTES
+from .errors import describe
 
 __all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "OIDCVerifier"]
 
@@ -128,7 +129,7 @@ class OIDCVerifier:
                     "OIDC discovery at %s failed (%s); requests needing a token get 503 until it answers. "
                     "Retrying in %.0fs.",
                     self.issuer,
-                    _describe(exc),
+                    describe(exc),
                     delay,
                 )
                 await asyncio.sleep(delay)
@@ -144,7 +145,7 @@ class OIDCVerifier:
         try:
             await asyncio.shield(self._fetching)
         except Exception as exc:
-            log.warning("OIDC: refetching the JWKS failed (%s); keeping the keys already known", _describe(exc))
+            log.warning("OIDC: refetching the JWKS failed (%s); keeping the keys already known", describe(exc))
 
     def _fetch_done(self, task: asyncio.Task[None]) -> None:
         self._fetching = None
@@ -201,7 +202,3 @@ def _reason(exc: JoseError) -> str:
     if name in ("MissingClaimError", "InvalidClaimError"):
         return f"claim check failed ({exc.description})"
     return exc.description or name
-
-
-def _describe(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, APIError) else f"{type(exc).__name__}: {exc}"
