@@ -8,6 +8,7 @@ polyrelay check-config [--config FILE]                        validate the setti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
@@ -92,9 +93,10 @@ def _print_providers(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, environ: dict[str, str]) -> int:
-    import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
+    from .server import GatewayServer, uvicorn_config
 
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO,
@@ -105,22 +107,23 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         host=settings.server_host,
         port=settings.server_port,
         loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_keep_alive=int(settings.server_idle_timeout),
         ssl_certfile=settings.server_tls_cert_path or None,
         ssl_keyfile=settings.server_tls_key_path or None,
-        server_header=False,
         access_log=settings.server_access_log,
         log_level="debug" if settings.debug else "info",
+        workers=workers,
     )
     if workers > 1:
         # Each worker process builds its own app (and pool) from the same environment.
         os.environ.update(environ)
-        uvicorn.run("gateway.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
-    return 0
+        config = uvicorn_config(settings, "gateway.app:app_from_environment", factory=True, **options)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    server = GatewayServer(uvicorn_config(settings, create_app(settings), **options))
+    # The SIGINT that stopped the server is raised again once it has.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":

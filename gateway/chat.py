@@ -61,11 +61,11 @@ class ChatEndpoint:
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
         runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
         if chat.stream:
-            events = await until_disconnect(request.receive, runner.stream(adapter, chat))
+            events = await until_disconnect(request, runner.stream(adapter, chat))
             return RelayResponse(
                 events, close=events.aclose, headers=SSE_HEADERS, on_error=error_event, tail=DONE_EVENT
             )
-        answer = await until_disconnect(request.receive, runner.chat(adapter, chat))
+        answer = await until_disconnect(request, runner.chat(adapter, chat))
         return Response(answer, media_type="application/json")
 
     def _routed_model(self, request: Request) -> str | None:

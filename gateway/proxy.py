@@ -77,7 +77,7 @@ class ProxyEndpoint:
         upload = _Upload(stream_body(request, limit) if has_body else None)
         try:
             upstream = await until_disconnect(
-                request.receive,
+                request,
                 self.http.request(
                     request.method, url, headers=headers, body=upload.body, timeouts=self.timeouts, raw=True
                 ),

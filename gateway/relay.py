@@ -3,7 +3,7 @@
 Both helpers watch the client's connection while an upstream call runs: when the client
 disconnects, the upstream call is cancelled at once (its connection closed), not at the next write.
 
-    body = await until_disconnect(receive, adapter.chat(request))
+    body = await until_disconnect(request, adapter.chat(chat))
     return RelayResponse(chunks, close=events.aclose, on_error=error_event, tail=b"data: [DONE]\\n\\n")
 """
 
@@ -14,18 +14,31 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from providers.errors import APIError
+from providers.errors import APIError, ServiceUnavailable
 
-__all__ = ["ClientGone", "RelayResponse", "until_disconnect"]
+from .drain import Drain
+
+__all__ = ["ABORT_EXTENSION", "DRAIN_EXTENSION", "ClientGone", "RelayResponse", "until_disconnect"]
 
 log = logging.getLogger("polyrelay")
 T = TypeVar("T")
 
+# ASGI scope extensions set by the gateway's HTTP protocol (gateway.server): the process's Drain,
+# and a callable that drops the connection of a response that cannot be completed, quietly.
+DRAIN_EXTENSION = "polyrelay.drain"
+ABORT_EXTENSION = "polyrelay.abort"
+
 
 class ClientGone(Exception):
     """The client disconnected before its answer was ready; there is no one left to answer."""
+
+
+def _drain_of(scope: Scope) -> Drain | None:
+    extensions = scope.get("extensions")
+    return extensions.get(DRAIN_EXTENSION) if extensions else None
 
 
 async def _disconnected(receive: Receive, after: asyncio.Event | None = None) -> None:
@@ -39,40 +52,67 @@ async def _disconnected(receive: Receive, after: asyncio.Event | None = None) ->
 
 class _Watch:
     """Cancels the current task when the client disconnects, from one small watcher task (cheaper,
-    on every request, than running the work in a task of its own and waiting on both)."""
+    on every request, than running the work in a task of its own and waiting on both), or when the
+    server's drain deadline cuts the requests still in flight."""
 
-    def __init__(self, receive: Receive, after: asyncio.Event | None = None) -> None:
+    def __init__(self, receive: Receive, drain: Drain | None, after: asyncio.Event | None = None) -> None:
         current = asyncio.current_task()
         assert current is not None
         self.current = current
         self.left = False
+        self.cut = False
+        self.drain = drain
         self.watcher = asyncio.get_running_loop().create_task(self._watch(receive, after))
+        if drain is not None:
+            drain.add(self)
 
     async def _watch(self, receive: Receive, after: asyncio.Event | None) -> None:
         await _disconnected(receive, after)
         self.left = True
         self.current.cancel()
 
+    def interrupt(self) -> None:
+        """The drain deadline passed: stop waiting on the upstream and answer what we can."""
+        self.cut = True
+        self.current.cancel()
+
     def gone(self) -> bool:
         """Whether a CancelledError being handled came from the client leaving (and no one else)."""
         return self.left and self.current.uncancel() == 0
 
+    def drained(self) -> bool:
+        """Whether a CancelledError being handled came from the drain deadline (and no one else)."""
+        return self.cut and not self.left and self.current.uncancel() == 0
+
     def stop(self) -> None:
         self.watcher.cancel()
+        if self.drain is not None:
+            self.drain.discard(self)
 
 
-async def until_disconnect(receive: Receive, call: Awaitable[T], *, watch_after: asyncio.Event | None = None) -> T:
-    """``await call``, cancelling it and raising ``ClientGone`` if the client disconnects first.
+def _shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway is shutting down and could not finish this request in time; retry it.",
+        code="shutting_down",
+        headers={"Retry-After": "1", "Connection": "close"},
+    )
+
+
+async def until_disconnect(request: Request, call: Awaitable[T], *, watch_after: asyncio.Event | None = None) -> T:
+    """``await call``, cancelling it and raising ``ClientGone`` if the client disconnects first (or
+    ``ServiceUnavailable`` if the server's drain deadline passes first).
 
     ``watch_after`` delays the watch until the request body has been consumed by someone else (the
     proxy's upload), since both would otherwise read the same ``receive``.
     """
-    watch = _Watch(receive, watch_after)
+    watch = _Watch(request.receive, _drain_of(request.scope), watch_after)
     try:
         return await call
     except asyncio.CancelledError:
         if watch.gone():
             raise ClientGone from None
+        if watch.drained():
+            raise _shutting_down() from None
         raise
     finally:
         watch.stop()
@@ -84,7 +124,7 @@ class RelayResponse:
     ``on_error`` turns an ``APIError`` raised mid-stream into final bytes (an SSE error event);
     without it the connection is dropped so the client sees a truncated body, not a false end.
     ``tail`` is sent after the chunks, error or not (``data: [DONE]``). ``close`` releases the
-    upstream in every case: end, error or client disconnect.
+    upstream in every case: end, error, client disconnect or the drain deadline.
     """
 
     def __init__(
@@ -108,12 +148,15 @@ class RelayResponse:
         watch = None
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-            watch = _Watch(receive)
+            watch = _Watch(receive, _drain_of(scope))
             try:
-                await self._pump(send)
+                await self._pump(scope, send)
             except asyncio.CancelledError:
                 if watch.gone():
                     log.info("client disconnected from %s; upstream closed", scope.get("path"))
+                    return
+                if watch.drained():
+                    await self._fail(scope, send, _shutting_down())
                     return
                 raise
         finally:
@@ -121,19 +164,32 @@ class RelayResponse:
                 watch.stop()
             await self.close()
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, scope: Scope, send: Send) -> None:
         try:
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except APIError as error:
-            if self.on_error is None:
-                raise
-            log.warning("stream from upstream failed: %s", error.message)
-            await send({"type": "http.response.body", "body": self.on_error(error), "more_body": True})
+            log.warning("stream from upstream failed on %s: %s", scope.get("path"), error.message)
+            await self._fail(scope, send, error)
+            return
         except Exception:
             if self.on_error is None:
-                raise
-            log.exception("stream relay failed")
+                raise  # the server logs it and drops the connection
+            log.exception("stream relay failed on %s", scope.get("path"))
             failure = APIError("The gateway hit an internal error during the stream; it has been logged.")
-            await send({"type": "http.response.body", "body": self.on_error(failure), "more_body": True})
+            await self._fail(scope, send, failure)
+            return
         await send({"type": "http.response.body", "body": self.tail, "more_body": False})
+
+    async def _fail(self, scope: Scope, send: Send, error: APIError) -> None:
+        """End a response that cannot be completed: with a final error event and the tail when the
+        protocol has one, else by dropping the connection so the client sees a truncated body."""
+        if self.on_error is not None:
+            await send({"type": "http.response.body", "body": self.on_error(error), "more_body": True})
+            await send({"type": "http.response.body", "body": self.tail, "more_body": False})
+            return
+        extensions = scope.get("extensions") or {}
+        abort = extensions.get(ABORT_EXTENSION)
+        if abort is None:  # a server without the extension drops the connection when the app raises
+            raise error
+        abort()

@@ -194,6 +194,35 @@ SETTINGS: tuple[Var, ...] = (
         "10485760",
         "Largest request body in bytes; larger ones get 413.",
     ),
+    Var(
+        "SERVER_MAX_HEADER_BYTES",
+        "server_max_header_bytes",
+        parse_int,
+        "65536",
+        "Largest request head (request line and headers) in bytes; larger ones get 431.",
+    ),
+    Var("SERVER_MAX_HEADERS", "server_max_headers", parse_int, "100", "Most request headers; more get 431."),
+    Var(
+        "SERVER_READ_HEADER_TIMEOUT",
+        "server_read_header_timeout",
+        parse_duration,
+        "10s",
+        "Longest time from a connection's first byte (or a request's) to the end of its headers; then 408.",
+    ),
+    Var(
+        "SERVER_MAX_CONNECTIONS",
+        "server_max_connections",
+        parse_int,
+        "0",
+        "Most client connections open at once, per worker; more get 503. 0: half the open-file limit, at most 10000.",
+    ),
+    Var(
+        "SERVER_DRAIN_TIMEOUT",
+        "server_drain_timeout",
+        parse_duration,
+        "20s",
+        "On SIGTERM, how long requests in flight may finish; streams still open then are ended with an error event.",
+    ),
     Var("SERVER_TLS_CERT_PATH", "server_tls_cert_path", str, "", "PEM certificate: serve HTTPS when set with the key."),
     Var("SERVER_TLS_KEY_PATH", "server_tls_key_path", str, "", "PEM private key for SERVER_TLS_CERT_PATH."),
     Var("CLIENT_TIMEOUT", "client_timeout", parse_duration, "30s", "Longest non-streaming upstream call, end to end."),
@@ -364,6 +393,11 @@ class Settings:
     server_write_timeout: float = 30.0
     server_idle_timeout: float = 120.0
     server_max_request_body_size: int = 10 * 1024 * 1024
+    server_max_header_bytes: int = 65536
+    server_max_headers: int = 100
+    server_read_header_timeout: float = 10.0
+    server_max_connections: int = 0
+    server_drain_timeout: float = 20.0
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
     client_timeout: float = 30.0

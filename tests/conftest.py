@@ -10,9 +10,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import openai
 import pytest
 import pytest_asyncio
-import uvicorn
 
 from gateway import Settings, create_app
+from gateway.server import GatewayServer, uvicorn_config
 from providers.registry import load_registry
 
 from .fakes import FakeProviders
@@ -29,8 +29,7 @@ async def fake() -> AsyncIterator[FakeProviders]:
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[str]:
     """A real gateway on a free loopback port, for as long as the block runs; yields its base URL."""
-    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning", loop="none")
-    server = uvicorn.Server(config)
+    server = GatewayServer(uvicorn_config(settings, create_app(settings), log_level="warning", loop="none"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     task = asyncio.create_task(server.serve(sockets=[sock]))

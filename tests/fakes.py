@@ -368,7 +368,7 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
     """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
-    model list that takes 5 s), /delay/<seconds>, /gzip."""
+    model list that takes 5 s), /delay/<seconds>, /gzip, /cut (a body cut off midway)."""
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
     if tail.endswith("/gzip"):
@@ -383,6 +383,13 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
             status=int(tail.rsplit("/", 1)[1]),
             headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"},
         )
+    if tail.endswith("/cut"):  # a body announced at 1 MB, cut off after its first bytes
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000000"})
+        await response.prepare(request)
+        await response.write(b'{"partial": "' + b"x" * 1000)
+        await asyncio.sleep(0.05)
+        request.transport.close()  # type: ignore[union-attr]
+        return response
     if "/stream/" in tail:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)

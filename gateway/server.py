@@ -1,0 +1,305 @@
+"""How polyrelay serves HTTP: uvicorn with httptools, plus the limits a gateway facing the
+internet needs and uvicorn's httptools protocol lacks, and a bounded graceful shutdown.
+
+- The request head (request line and headers) is capped in size (``SERVER_MAX_HEADER_BYTES``) and
+  in header count (``SERVER_MAX_HEADERS``): 431. The cap is counted on the raw bytes before they
+  reach the parser, so a huge header costs nothing to refuse.
+- A connection must deliver a complete head within ``SERVER_READ_HEADER_TIMEOUT`` of its first byte
+  (or of connecting): then 408 and closed. Idle keep-alive connections close after
+  ``SERVER_IDLE_TIMEOUT``, as before.
+- At most ``SERVER_MAX_CONNECTIONS`` connections per process: one more is answered 503 and closed
+  at once, so idle sockets cannot use up the process's file descriptors.
+- SIGTERM stops accepting, lets requests finish for ``SERVER_DRAIN_TIMEOUT`` (see ``drain``), then
+  cuts what is left; a second SIGTERM or SIGINT cuts at once.
+
+    config = uvicorn_config(settings, app)
+    GatewayServer(config).run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from providers.errors import APIError, InvalidRequest, ServiceUnavailable
+
+from .drain import Drain
+from .relay import ABORT_EXTENSION, DRAIN_EXTENSION
+from .settings import Settings
+
+__all__ = ["GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
+
+log = logging.getLogger("polyrelay")
+
+_MAX_AUTO_CONNECTIONS = 10_000
+_LINGER_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_header_bytes: int = 65536
+    max_headers: int = 100
+    read_header_timeout: float = 10.0
+    max_connections: int = 0  # 0: none
+    drain_timeout: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerLimits:
+        return cls(
+            max_header_bytes=settings.server_max_header_bytes,
+            max_headers=settings.server_max_headers,
+            read_header_timeout=settings.server_read_header_timeout,
+            max_connections=settings.server_max_connections or automatic_max_connections(),
+            drain_timeout=settings.server_drain_timeout,
+        )
+
+
+def automatic_max_connections() -> int:
+    """Half the open-file limit (each client connection may hold an upstream one), at most 10,000."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_AUTO_CONNECTIONS
+    return max(16, min(_MAX_AUTO_CONNECTIONS, (soft - 64) // 2))
+
+
+def _too_large(limits: ServerLimits, what: str) -> APIError:
+    return InvalidRequest(
+        f"The request {what} (SERVER_MAX_HEADER_BYTES={limits.max_header_bytes}, "
+        f"SERVER_MAX_HEADERS={limits.max_headers}).",
+        status=431,
+        code="request_header_too_large",
+    )
+
+
+class _Throttled:
+    """A warning at most every ``every`` seconds, with how many were held back: refusals come in
+    floods exactly when a log must stay readable."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.last = 0.0
+        self.held = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.held += 1
+            return
+        suffix = f" ({self.held} more since the last such warning)" if self.held else ""
+        self.last, self.held = now, 0
+        log.warning(message + suffix, *args)
+
+
+class _ServerExtras:
+    """What the protocols of one server process share: its drain and its throttled warnings."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.drain = Drain(limits.drain_timeout)
+        self.refusals = _Throttled()
+
+
+def _extras(state: ServerState, limits: ServerLimits) -> _ServerExtras:
+    extras: _ServerExtras | None = getattr(state, "polyrelay", None)
+    if extras is None:
+        extras = _ServerExtras(limits)
+        state.polyrelay = extras  # type: ignore[attr-defined]
+    return extras
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head limits, a head deadline and a connection cap."""
+
+    def __init__(self, *args: Any, limits: ServerLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.extras = _extras(self.server_state, limits)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # bytes of the current head received so far
+        self._head_done = False
+        self._header_count = 0
+        self._too_many: APIError | None = None
+        self._refused = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cap = self.limits.max_connections
+        if cap and len(self.connections) > cap:
+            self.extras.refusals.warn("refused a connection: %d open, SERVER_MAX_CONNECTIONS=%d", cap, cap)
+            # Closed at once, not after a linger: under a flood of connections, freeing the
+            # descriptor matters more than the answer reaching a client that already sent more.
+            self._refuse(
+                ServiceUnavailable(
+                    "The gateway has too many open connections right now; retry shortly.",
+                    code="too_many_connections",
+                ),
+                linger=False,
+            )
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # The server calls this on every open connection when it stops accepting: the drain starts.
+        self.extras.drain.begin()
+        super().shutdown()
+
+    # -- the request head ---------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the client is still sending what was refused: read and drop it (see _refuse)
+        if self._head_done:
+            super().data_received(data)
+            return
+        if self._head_timer is None:
+            self._arm_head_timer()  # the first byte of a request on a kept-alive connection
+        allowance = self.limits.max_header_bytes - self._head_bytes
+        if len(data) <= allowance:
+            self._head_bytes += len(data)
+            self._feed(data)
+            return
+        # Feed only what the limit allows; if the head did not end within it, it is too large.
+        self._head_bytes += allowance
+        self._feed(data[:allowance])
+        if not self._head_done:
+            if not self.transport.is_closing():
+                self.extras.refusals.warn("refused a request head over %d bytes", self.limits.max_header_bytes)
+                self._refuse(_too_large(self.limits, "head is too large"))
+            return
+        self._feed(data[allowance:])
+
+    def _feed(self, data: bytes) -> None:
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        # httptools reports an exception raised by a callback as a parse error: ours is a 431.
+        if self._too_many is not None:
+            self.extras.refusals.warn("refused a request: %s", self._too_many.message)
+            self._refuse(self._too_many)
+        else:
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            self._too_many = _too_large(self.limits, "has too many headers")
+            raise self._too_many
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        self._disarm_head_timer()
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            extensions: dict[str, Any] = {
+                DRAIN_EXTENSION: self.extras.drain,
+                ABORT_EXTENSION: functools.partial(_abort, cycle),
+            }
+            self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_done = False  # what follows on this connection is the next request's head
+        self._head_bytes = 0
+
+    # -- refusals -----------------------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        timeout = self.limits.read_header_timeout
+        if timeout and self._head_timer is None:
+            self._head_timer = self.loop.call_later(timeout, self._head_timeout)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._head_done:
+            return
+        if self._head_bytes == 0:  # nothing sent at all: nobody to answer
+            self.transport.close()
+            return
+        self._refuse(
+            InvalidRequest(
+                f"The request headers did not arrive within {self.limits.read_header_timeout:g}s "
+                "(SERVER_READ_HEADER_TIMEOUT).",
+                status=408,
+                code="request_timeout",
+            )
+        )
+
+    def _refuse(self, error: APIError, *, linger: bool = True) -> None:
+        """Answer ``error`` in the envelope before any request reached the app, and close."""
+        self._disarm_head_timer()
+        body = orjson.dumps(error.envelope())
+        head = [STATUS_LINE[error.status]]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self._refused = True
+        # Closing with unread request bytes would reset the connection and could destroy the answer
+        # before the client reads it: end our side, drop what still comes, close after a moment.
+        if linger and self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def _abort(cycle: Any) -> None:
+    """Drop a response that cannot be completed (its upstream failed mid-body): the client sees a
+    truncated body, and the server logs nothing more since the response counts as over."""
+    cycle.response_complete = True
+    cycle.keep_alive = False
+    cycle.transport.close()
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, where a second SIGTERM (or SIGINT) ends the drain at once instead of being
+    ignored."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            extras: _ServerExtras | None = getattr(self.server_state, "polyrelay", None)
+            if extras is not None:
+                extras.drain.cut()
+        super().handle_exit(sig, frame)
+
+
+def uvicorn_config(settings: Settings, app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` (an ASGI app, or an import string with ``factory=True``)."""
+    limits = ServerLimits.from_settings(settings)
+    return uvicorn.Config(
+        app,
+        http=functools.partial(GatewayProtocol, limits=limits),  # type: ignore[arg-type]
+        lifespan="on",
+        timeout_keep_alive=int(settings.server_idle_timeout),
+        # After the drain deadline, the cut requests get a moment to write their last bytes.
+        timeout_graceful_shutdown=int(settings.server_drain_timeout) + 2,
+        server_header=False,
+        **options,
+    )
