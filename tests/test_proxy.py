@@ -36,22 +36,23 @@ async def test_every_method_passes_through(gateway: str, method: str) -> None:
     assert response.json()["method"] == method
 
 
-async def test_callers_credentials_are_replaced_by_the_providers(gateway: str) -> None:
+async def test_callers_credentials_are_replaced_by_the_providers(gateway: str, fake: FakeProviders) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(
             f"{gateway}/proxy/anthropic/anthropic/v1/echo",
             headers={"authorization": "Bearer caller-token", "x-api-key": "caller-key", "cookie": "session=caller"},
         )
-    headers = response.json()["headers"]
+    assert response.status_code == 200
+    headers = fake.last("/anthropic/v1/echo").headers
     assert headers["x-api-key"] == "key-anthropic" and headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers and "cookie" not in headers
-    assert "caller" not in response.text
+    assert "caller" not in str(headers)
 
 
-async def test_bearer_credential_injected(gateway: str) -> None:
+async def test_bearer_credential_injected(gateway: str, fake: FakeProviders) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{gateway}{OPENAI}/echo", headers={"authorization": "Bearer caller-token"})
-    assert response.json()["headers"]["authorization"] == "Bearer key-openai"
+    assert response.status_code == 200 and fake.last("/openai/v1/echo").headers["authorization"] == "Bearer key-openai"
 
 
 async def test_upstream_status_and_headers_pass_through_without_cookies(gateway: str) -> None:
@@ -142,11 +143,13 @@ async def test_slow_answer_is_bounded_by_client_timeout_not_the_stream_idle_boun
     assert late.status_code == 504 and late.json()["error"]["code"] == "upstream_timeout"
 
 
-async def test_compressed_bodies_are_relayed_as_they_are(gateway: str) -> None:
+async def test_answers_are_asked_uncompressed_and_decompressed_when_they_are_not(gateway: str) -> None:
+    # The gateway must read the bytes to mask the provider's key, so it asks for none; a provider
+    # that compresses anyway is decoded, and the caller gets plain bytes without a stale coding or length.
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{gateway}{OPENAI}/gzip", headers={"accept-encoding": "gzip"})
-    assert response.headers["content-encoding"] == "gzip"
-    assert response.json() == {"compressed": True, "accept-encoding": "gzip"}
+    assert "content-encoding" not in response.headers and "content-length" not in response.headers
+    assert response.json() == {"compressed": True, "accept-encoding": "identity"}
 
 
 async def test_repeated_headers_kept_and_connection_listed_ones_dropped(gateway: str) -> None:
