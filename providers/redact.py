@@ -35,8 +35,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
         values = {s.encode() if isinstance(s, str) else s for s in secrets}
         ordered = sorted((s for s in values if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
-        # (secret, its mask, its first byte): the first byte is where a held-back tail can start.
-        self._secrets = tuple((s, b"*" * len(s), s[:1]) for s in ordered)
+        # (secret, its mask, its first byte, the bytes a held-back tail can end with): a tail starts
+        # with the first byte; a chunk ending in none of the others (``}``, ``\n``) holds nothing back.
+        self._secrets = tuple((s, b"*" * len(s), s[:1], frozenset(s[:-1])) for s in ordered)
 
     @classmethod
     def of(cls, secrets: Iterable[str | bytes]) -> Redactor | None:
@@ -46,7 +47,7 @@ class Redactor:
 
     def whole(self, data: bytes) -> bytes:
         """``data`` with every secret masked (a body read whole, a header)."""
-        for secret, mask, _ in self._secrets:
+        for secret, mask, _, _ in self._secrets:
             if secret in data:
                 data = data.replace(secret, mask)
         return data
@@ -57,11 +58,15 @@ class Redactor:
 
     def partial_tail(self, data: bytes) -> int:
         """The length of the longest tail of ``data`` that is a proper prefix of a secret."""
-        size, longest = len(data), 0
-        for secret, _, first in self._secrets:
+        if not data:
+            return 0
+        size, last, longest = len(data), data[-1], 0
+        for secret, _, first, inner in self._secrets:
+            if last not in inner:
+                continue
             at = data.find(first, max(0, size - len(secret) + 1))
             while at != -1 and size - at > longest:
-                if secret.startswith(data[at:]):
+                if secret[size - at - 1] == last and secret.startswith(data[at:]):
                     longest = size - at
                     break
                 at = data.find(first, at + 1)

@@ -407,7 +407,8 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
     """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
     model list that takes 5 s), /delay/<seconds>, /gzip, /leak/<n> (status n, the credential quoted
-    in the body and an X-Seen-Key header), /leak-stream (a body quoting it, written cut mid-key)."""
+    in the body and an X-Seen-Key header), /leak-stream (a body quoting it, written cut mid-key),
+    /coded/<coding> (a body marked with that Content-Encoding)."""
     said = received_credential(request)
     if "/leak/" in tail:
         status = int(tail.rsplit("/", 1)[1])
@@ -420,6 +421,8 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
         await write_split(response, f"data: you sent {said}\n\n".encode(), received_key(request))
         await response.write_eof()
         return response
+    if "/coded/" in tail:  # a body marked with a content coding it does not really have
+        return web.Response(body=b"not really coded", headers={"Content-Encoding": tail.rsplit("/", 1)[1]})
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
     if tail.endswith("/gzip"):
@@ -447,7 +450,7 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
             "repeated": request.headers.getall("X-Repeated", []),
             "method": request.method,
             "path": request.raw_path.split("?")[0],
-            "query": request.query_string,
+            "query": request.raw_path.partition("?")[2],  # as sent, still percent-encoded
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode("utf-8", "replace"),
         },

@@ -242,16 +242,17 @@ def test_a_stream_split_anywhere_never_lets_a_secret_through(
 ) -> None:
     body = b"".join(secrets[p % len(secrets)] if isinstance(p, int) else p for p in pieces)
     redactor = Redactor(secrets)
-    whole = redactor.whole(body)
     cuts = sorted(data.draw(st.sets(st.integers(0, len(body)))))
+    mask = covered(body, secrets)
     for chunks in (
+        [body],
         [body[i:j] for i, j in zip([0, *cuts], [*cuts, len(body)], strict=True)],
         [bytes([b]) for b in body],
     ):
         stream = redactor.stream()
         out = b"".join(stream.feed(c) for c in chunks) + stream.flush()
-        assert out == whole
-    assert len(whole) == len(body)
-    assert not any(secret in whole for secret in secrets)
-    mask = covered(body, secrets)
-    assert all(whole[i] == body[i] for i in range(len(body)) if i not in mask)  # other bytes unchanged
+        assert len(out) == len(body)
+        assert not any(secret in out for secret in secrets)
+        assert all(out[i] == body[i] for i in range(len(body)) if i not in mask)  # other bytes unchanged
+        if len(secrets) == 1:  # (where different secrets overlap, pieces may mask them otherwise, never less)
+            assert out == redactor.whole(body)
