@@ -45,7 +45,7 @@ _HOP_BY_HOP = frozenset(
         "expect",
     }
 )
-# Request headers the provider never sees, by why:
+# Request headers never forwarded, grouped by reason:
 _NOT_FORWARDED = _HOP_BY_HOP | {
     # The caller's credentials for the gateway are not the provider's business.
     "authorization",

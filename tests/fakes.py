@@ -406,9 +406,11 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
 
 async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.StreamResponse:
     """Paths the proxy tests reach: /echo (the default), /status/<n>, /stream/<n>, and /slowlist/ (a
-    model list that takes 5 s), /delay/<seconds>, /gzip, /leak/<n> (status n, the credential quoted
-    in the body and an X-Seen-Key header), /leak-stream (a body quoting it, written cut mid-key),
-    /coded/<coding> (a body marked with that Content-Encoding)."""
+    model list that takes 5 s), /delay/<seconds>, /gzip."""
+    if "/slowlist/" in tail:
+        await asyncio.sleep(5)
+    # /leak/<n>: status n, the credential quoted in the body and an X-Seen-Key header;
+    # /leak-stream: a body quoting it, written cut mid-key; /coded/<coding>: a body marked with that coding.
     said = received_credential(request)
     if "/leak/" in tail:
         status = int(tail.rsplit("/", 1)[1])
@@ -423,8 +425,6 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
         return response
     if "/coded/" in tail:  # a body marked with a content coding it does not really have
         return web.Response(body=b"not really coded", headers={"Content-Encoding": tail.rsplit("/", 1)[1]})
-    if "/slowlist/" in tail:
-        await asyncio.sleep(5)
     if tail.endswith("/gzip"):
         response = web.json_response({"compressed": True, "accept-encoding": request.headers.get("Accept-Encoding")})
         response.enable_compression(web.ContentCoding.gzip)
