@@ -3,19 +3,22 @@
 ``{path}`` is appended to the scheme://host[:port] of the provider's URL, so a provider's SDK works
 with its base URL set to ``http://gateway/proxy/<provider>`` (plus ``/v1`` for OpenAI-style SDKs).
 Method, query, body, status and headers pass through, streaming both ways, except hop-by-hop
-headers and the caller's credentials and cookies, which never leave the gateway.
+headers, the caller's credentials (headers and query parameters), cookies and whereabouts, which
+never leave the gateway. Answers are read uncompressed through the provider's ``Redactor``, so the
+key it may quote never reaches the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from starlette.requests import Request
 
 from providers import Adapter, HttpClient, Timeouts
-from providers.errors import APIError, InvalidRequest, PermissionDenied, UpstreamError
+from providers.errors import APIError, InvalidRequest, PermissionDenied, UpstreamError, UpstreamUnreachable
+from providers.transport import UpstreamResponse
 
 from .auth import identity_of
 from .body import check_declared_length, stream_body
@@ -42,10 +45,50 @@ _HOP_BY_HOP = frozenset(
         "expect",
     }
 )
-# The caller's credentials for the gateway are not the provider's business.
-_CALLER_SECRETS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"})
-_NOT_FORWARDED = _HOP_BY_HOP | _CALLER_SECRETS
-_NOT_RETURNED = _HOP_BY_HOP | {"set-cookie"}
+# Request headers never forwarded, grouped by reason:
+_NOT_FORWARDED = _HOP_BY_HOP | {
+    # The caller's credentials for the gateway are not the provider's business.
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "ocp-apim-subscription-key",
+    "cookie",
+    # Where the caller is: the call to the provider is the gateway's, from the gateway's address.
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    # The browser page the caller is on (a Referer may carry its tokens); an Origin also makes some
+    # providers treat the call as a browser's and refuse it.
+    "origin",
+    "referer",
+    # The gateway's key decides whose account pays; a caller may not choose another of its projects.
+    "openai-organization",
+    "openai-project",
+    # The gateway's own controls, for its own routes.
+    "x-mcp-bypass",
+    # Compression is asked for by the gateway (none: it must read the bytes to mask the key).
+    "accept-encoding",
+}
+# Prefixes and suffixes of more of the same: X-Forwarded-For/-Host/-Proto..., Proxy-Connection...,
+# and credentials spelled like anthropic-api-key or x-custom-apikey.
+_NOT_FORWARDED_PREFIXES = ("x-forwarded-", "proxy-")
+_NOT_FORWARDED_SUFFIXES = ("api-key", "api_key", "apikey")
+# Query parameters that carry a credential (Google's ?key=, Azure's ?api-key=, OAuth's access_token).
+_QUERY_SECRETS = frozenset({"key", "api-key", "api_key", "apikey", "access_token"})
+
+# Answer headers the caller never sees: the upstream's cookies, its Date and Server (the gateway's
+# server writes its own), and policies meant for the provider's host, not the gateway's.
+_NOT_RETURNED = _HOP_BY_HOP | {"set-cookie", "date", "server", "alt-svc", "strict-transport-security"}
+# A compressed answer is decompressed to be checked for the key; its length and coding no longer hold.
+_NOT_RETURNED_DECODED = _NOT_RETURNED | {"content-encoding", "content-length"}
+_DECODED = frozenset({b"gzip", b"deflate", b"br", b"zstd"})  # the codings the HTTP client decodes
+_IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class ProxyEndpoint:
@@ -53,6 +96,7 @@ class ProxyEndpoint:
         self.settings = settings
         self.adapters = adapters
         self.http = http
+        self.not_forwarded = _NOT_FORWARDED | {settings.routing_header_name.lower()}
         # Waiting for headers may mean waiting for a whole non-streaming completion.
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
@@ -72,14 +116,21 @@ class ProxyEndpoint:
         url = provider.origin + "/" + _upstream_path(request) + _query(request)
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)
-        headers = _forwarded_headers(request.headers.raw, self.adapters[provider.id].proxy_headers())
+        adapter = self.adapters[provider.id]
+        headers = _forwarded_headers(request.headers.raw, {**adapter.proxy_headers(), **_IDENTITY}, self.not_forwarded)
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         upload = _Upload(stream_body(request, limit) if has_body else None)
         try:
             upstream = await until_disconnect(
                 request,
                 self.http.request(
-                    request.method, url, headers=headers, body=upload.body, timeouts=self.timeouts, raw=True
+                    request.method,
+                    url,
+                    headers=headers,
+                    body=upload.body,
+                    timeouts=self.timeouts,
+                    raw=True,
+                    redactor=adapter.redactor,
                 ),
                 watch_after=upload.done,
             )
@@ -87,7 +138,7 @@ class ProxyEndpoint:
             if upload.error is not None:  # the client's body failed (too large, or the client left)
                 raise upload.error from None
             raise
-        response_headers = _filtered(upstream.raw_headers, _NOT_RETURNED)
+        response_headers = _answer_headers(upstream)
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
@@ -127,8 +178,31 @@ def _upstream_path(request: Request) -> str:
 
 
 def _query(request: Request) -> str:
+    """The caller's query string minus its credentials; the rest byte-exact and in order."""
     query = request.scope.get("query_string", b"")
-    return "?" + query.decode("latin-1") if query else ""
+    if not query:
+        return ""
+    kept = [
+        p for p in query.decode("latin-1").split("&") if unquote_plus(p.partition("=")[0]).lower() not in _QUERY_SECRETS
+    ]
+    return "?" + "&".join(kept) if kept else ""
+
+
+def _answer_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers for the caller. A body the HTTP client decoded loses its coding and
+    length; one it could not decode cannot be checked for the key, and is refused."""
+    raw = upstream.raw_headers
+    codings = [v.strip().lower() for k, v in raw if k.lower() == b"content-encoding"]
+    if not codings or codings == [b"identity"]:
+        return _filtered(raw, _NOT_RETURNED)
+    if len(codings) > 1 or codings[0] not in _DECODED:
+        upstream.close()
+        coding = b", ".join(codings).decode("latin-1")
+        raise UpstreamUnreachable(
+            f"The provider answered with Content-Encoding '{coding}', which the gateway cannot decode to "
+            "check it for credentials; the proxy asks for uncompressed answers (Accept-Encoding: identity)."
+        )
+    return _filtered(raw, _NOT_RETURNED_DECODED)
 
 
 def _filtered(raw: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> list[tuple[bytes, bytes]]:
@@ -143,9 +217,16 @@ def _filtered(raw: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> li
     return [(k, v) for k, v in pairs if (name := k.decode("latin-1").lower()) not in dropped and name not in listed]
 
 
-def _forwarded_headers(raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str]) -> list[tuple[str, str]]:
+def _forwarded_headers(
+    raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str], not_forwarded: frozenset[str]
+) -> list[tuple[str, str]]:
     """The caller's headers (repeated ones kept) with the provider's injected over them."""
-    replaced = _NOT_FORWARDED | {name.lower() for name in injected}
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in _filtered(raw, replaced)]
+    replaced = not_forwarded | {name.lower() for name in injected}
+    headers = []
+    for key, value in _filtered(raw, replaced):
+        name = key.decode("latin-1")
+        lower = name.lower()
+        if not lower.startswith(_NOT_FORWARDED_PREFIXES) and not lower.endswith(_NOT_FORWARDED_SUFFIXES):
+            headers.append((name, value.decode("latin-1")))
     headers.extend(injected.items())
     return headers

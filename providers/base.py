@@ -22,6 +22,7 @@ import orjson
 
 from .errors import UpstreamStatusError, UpstreamUnreachable
 from .model_lists import FORMATS, ModelInfo, list_models
+from .redact import MIN_SECRET_LENGTH, Redactor
 from .registry import Provider
 from .transport import HttpClient, Timeouts, UpstreamResponse
 
@@ -99,6 +100,8 @@ class Adapter(ABC):
         self.provider = provider
         self.http = http
         self.options = options
+        # Masks the provider's key in all of its answers; pass it on every call to the provider.
+        self.redactor = Redactor.of(provider.secrets)
         self._json_headers = {
             **provider.auth_headers(),
             "Content-Type": "application/json",
@@ -113,7 +116,7 @@ class Adapter(ABC):
 
     async def _fetch_json(self, url: str) -> Any:
         response = await self.http.request(
-            "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models
+            "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models, redactor=self.redactor
         )
         await self._checked(response)
         try:
@@ -154,8 +157,9 @@ def upstream_error(provider: Provider, status: int, body: bytes, retry_after: st
         kind = None
     if not message:
         message = f"The provider answered with HTTP {status}."
-    if provider.api_key:
-        message = message.replace(provider.api_key, "***")
+    for secret in provider.secrets:  # the body's bytes are masked already; this catches a key JSON-escaped
+        if len(secret) >= MIN_SECRET_LENGTH:
+            message = message.replace(secret, "*" * len(secret))
     headers = {"Retry-After": retry_after} if retry_after else None
     return UpstreamStatusError(
         status,

@@ -320,7 +320,7 @@ class TranslatingAdapter(Adapter):
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
         body = orjson.dumps(self.encode(request))
         response = await self.http.request(
-            "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts
+            "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts, redactor=self.redactor
         )
         return await self._checked(response)
 

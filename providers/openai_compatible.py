@@ -60,6 +60,7 @@ class OpenAICompatibleAdapter(Adapter):
             headers=self._json_headers,
             body=self._encode(request),
             timeouts=self.options.timeouts.chat,
+            redactor=self.redactor,
         )
         await self._checked(response)
         return await response.read()
@@ -71,6 +72,7 @@ class OpenAICompatibleAdapter(Adapter):
             headers=self._sse_headers,
             body=self._encode(request),
             timeouts=self.options.timeouts.stream,
+            redactor=self.redactor,
         )
         await self._checked(response)
         return EventStream(response, _relay(response))

@@ -98,6 +98,12 @@ class Provider:
                 headers[auth] = key
         return headers
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The credential values the gateway sends this provider (its key, when it sends one);
+        every header that carries the key contains it, and the fixed headers are not secret."""
+        return (self.api_key,) if self.api_key and self.spec.needs_key else ()
+
     def __repr__(self) -> str:  # never print the key
         return f"Provider(id={self.id!r}, url={self.url!r}, configured={self.configured})"
 

@@ -5,9 +5,12 @@ and exceptions never leave this module (they become ``UpstreamUnreachable`` / ``
 
     client = HttpClient(ClientOptions())
     await client.start()
-    response = await client.request("GET", "https://api.openai.com/v1/models", headers=...)
+    response = await client.request("GET", "https://api.openai.com/v1/models", headers=..., redactor=...)
     body = await response.read()          # or: async for chunk in response.iter_chunks()
     await client.close()
+
+Everything an answer carries (body, chunks, headers) is read here, so this is where a provider's
+``Redactor`` masks the credentials it quotes: no caller of this module sees them.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import UpstreamTimeout, UpstreamUnreachable
+from .redact import Redactor
 
 __all__ = ["UPSTREAM_SECONDS", "ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
 
@@ -63,33 +68,56 @@ class ClientOptions:
 
 
 class UpstreamResponse:
-    """An upstream answer whose headers have arrived; the body is read or iterated, then closed."""
+    """An upstream answer whose headers have arrived; the body is read or iterated, then closed.
 
-    __slots__ = ("_idle", "_response", "headers", "status")
+    With a ``redactor``, its secrets are masked in everything read from here: ``headers``,
+    ``raw_headers``, ``read()`` and ``iter_chunks()``.
+    """
 
-    def __init__(self, response: aiohttp.ClientResponse, idle: float | None = None) -> None:
+    __slots__ = ("_headers", "_idle", "_redactor", "_response", "status")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, idle: float | None = None, redactor: Redactor | None = None
+    ) -> None:
         self._response = response
         self._idle = idle
+        self._redactor = redactor
+        self._headers: CIMultiDictProxy[str] | None = None if redactor else response.headers
         self.status: int = response.status
-        self.headers = response.headers  # case-insensitive, multi-valued
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Case-insensitive and multi-valued."""
+        if self._headers is None:  # built on first use: most answers are never asked for a header
+            decoded = CIMultiDict(
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in self.raw_headers
+            )
+            self._headers = CIMultiDictProxy(decoded)
+        return self._headers
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        return self._response.raw_headers
+        raw, redactor = self._response.raw_headers, self._redactor
+        if redactor is None:
+            return raw
+        return tuple((redactor.whole(k), redactor.whole(v)) for k, v in raw)
 
     async def read(self) -> bytes:
         started = time.perf_counter()
         with _translated_errors():
             try:
-                return await self._response.read()
+                body = await self._response.read()
             finally:
                 self._response.release()
                 _count_upstream(started)
+        return body if self._redactor is None else self._redactor.whole(body)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``, a silence longer
         than the call's ``idle`` timeout ``UpstreamTimeout``."""
         content, idle = self._response.content, self._idle
+        redacted = None if self._redactor is None else self._redactor.stream()
         with _translated_errors():
             while True:
                 if idle is None:
@@ -98,8 +126,14 @@ class UpstreamResponse:
                     async with asyncio.timeout(idle):
                         chunk = await content.readany()
                 if not chunk:
-                    return
+                    break
+                if redacted is not None:
+                    chunk = redacted.feed(chunk)
+                    if not chunk:  # all of it might begin a secret: wait for the next one
+                        continue
                 yield chunk
+        if redacted is not None and (tail := redacted.flush()):
+            yield tail
 
     def close(self) -> None:
         """Drop the connection unless the body was read to its end (then it returns to the pool)."""
@@ -158,11 +192,13 @@ class HttpClient:
         body: bytes | AsyncIterable[bytes] | None = None,
         timeouts: Timeouts = Timeouts(),
         raw: bool = False,
+        redactor: Redactor | None = None,
     ) -> UpstreamResponse:
         """Send a request and wait for the answer's headers.
 
-        ``raw`` relays bytes exactly: no decompression and no headers added by the client, for the
-        passthrough proxy.
+        ``raw`` sends the URL and headers exactly: no re-encoding and no headers added by the
+        client, for the passthrough proxy. ``redactor`` masks the secrets of the provider called
+        in all of the answer.
         """
         session = self._session
         if session is None:
@@ -178,12 +214,11 @@ class HttpClient:
                         data=body,
                         timeout=timeouts._aiohttp(),
                         allow_redirects=False,
-                        auto_decompress=not raw,
                         skip_auto_headers=_RAW_SKIPPED if raw else None,
                     )
             finally:
                 _count_upstream(started)
-        return UpstreamResponse(response, timeouts.idle)
+        return UpstreamResponse(response, timeouts.idle, redactor)
 
 
 def _count_upstream(started: float) -> None:

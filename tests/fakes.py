@@ -16,6 +16,10 @@ What a chat answer does is chosen by the requested model name:
     hang               one chunk, then silence until the client leaves
     late-eof           a normal stream whose HTTP body ends 50 ms after [DONE]
     *-tight            (streams) events written "data:{...}", without the optional space
+    leak               "Your key is <the Authorization received>", also in an X-Seen-Key header; a
+                       stream writes each event holding the key in two TCP writes cut mid-key
+    leak-error         a 429 quoting the credential in its message and Retry-After; streaming, one
+                       chunk then an in-stream error event quoting it
     agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
                        (agent-loop calls them again every turn)
 """
@@ -32,10 +36,11 @@ import openai
 import orjson
 from aiohttp import web
 
+from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
 
 from .native_fake_cohere import Cohere
-from .native_fakes import Anthropic, Google
+from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
 # The native protocol each translating adapter speaks, by the registry's adapter name.
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
@@ -51,6 +56,12 @@ ERROR_CLASSES = [
     (500, openai.InternalServerError),
     (503, openai.InternalServerError),
 ]
+
+
+def fake_key(pid: str) -> str:
+    """The key the fake expects of ``pid``: key-<id>, padded to the length below which the gateway
+    takes a key for a placeholder and does not mask it (real keys are much longer)."""
+    return f"key-{pid}".ljust(MIN_SECRET_LENGTH, "0")
 
 
 @dataclass
@@ -72,6 +83,7 @@ class FakeProviders:
     registry: dict[str, ProviderSpec]
     seen: list[Seen] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)  # models whose stream lost its client
+    quote_keys: bool = False  # model lists then also hold a model named after the credential received
     base: str = ""
     _runner: web.AppRunner | None = None
 
@@ -85,7 +97,7 @@ class FakeProviders:
         for spec in self.registry.values():
             env[f"{spec.env_prefix}_API_URL"] = self.url_for(spec)
             if spec.needs_key:
-                env[f"{spec.env_prefix}_API_KEY"] = f"key-{spec.id}"
+                env[f"{spec.env_prefix}_API_KEY"] = fake_key(spec.id)
         return env
 
     def last(self, path_suffix: str = "") -> Seen:
@@ -130,7 +142,10 @@ class FakeProviders:
         prefix = urlsplit(self.url_for(spec)).path.removeprefix(f"/{pid}")
         local = tail.removeprefix(prefix) if tail.startswith(prefix) else None
         if local == spec.models_path and request.method == "GET":
-            return web.json_response(_model_page(spec.models_format, request.query))
+            page = _model_page(spec.models_format, request.query)
+            if self.quote_keys:
+                _add_model(page, spec.models_format, f"model-{received_key(request)}")
+            return web.json_response(page)
         if spec.adapter != "openai" and local is not None:
             answer = await PROTOCOLS[spec.adapter].handle(request, local, body)
             if answer is not None:
@@ -154,29 +169,37 @@ class FakeProviders:
             # Like some real providers, the 401 quotes the key it got: the gateway must not pass it on.
             said = f" (key {request.headers.get('Authorization', '')})" if status == 401 else ""
             return _error(status, f"fake upstream refused with {status}{said}", headers=headers)
+        said = received_credential(request)
+        if model == "leak-error" and not payload.get("stream"):
+            return _error(429, f"fake upstream refused the key {said}", headers={"Retry-After": said})
         if model == "slow":
             await asyncio.sleep(5)
         message = _answer(model, payload)
+        if model == "leak":
+            message = {"role": "assistant", "content": f"Your key is {said}"}
         if not payload.get("stream"):
-            return web.json_response(_completion(model, message))
+            return web.json_response(_completion(model, message), headers={"X-Seen-Key": said})
         return await self._stream(request, model, message, payload)
 
     async def _stream(
         self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        said = received_credential(request)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Seen-Key": said})
         await response.prepare(request)
         chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+        key = received_key(request) if model.startswith("leak") else None
         for index, chunk in enumerate(chunks):
             # Some providers write "data:" with no space after the colon, which SSE allows.
             prefix = b"data:" if model.endswith("-tight") else b"data: "
-            await response.write(prefix + orjson.dumps(chunk) + b"\n\n")
+            await write_split(response, prefix + orjson.dumps(chunk) + b"\n\n", key)
             if model == "broken-stream" and index == 1:
                 request.transport.close()  # type: ignore[union-attr]
                 return response
-            if model.startswith("midstream-error"):
-                error = b'{"error": {"message": "fake mid-stream failure", "type": "server_error"}}'
-                await response.write(prefix + error + b"\n\n")
+            if model.startswith("midstream-error") or model == "leak-error":
+                failure = f"fake mid-stream failure for {said}" if key else "fake mid-stream failure"
+                error = orjson.dumps({"error": {"message": failure, "type": "server_error"}})
+                await write_split(response, prefix + error + b"\n\n", key)
                 return response
             if model == "hang":
                 await asyncio.sleep(3600)
@@ -188,7 +211,7 @@ class FakeProviders:
 
 
 def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
-    key = f"key-{spec.id}"
+    key = fake_key(spec.id)
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
         return _error(401, "Incorrect API key provided.")
     if spec.auth not in ("bearer", "none") and request.headers.get(spec.auth) != key:
@@ -256,6 +279,21 @@ def _model_page(fmt: str, query: Any) -> dict[str, Any]:
             **({} if second else {"nextPageToken": "p2"}),
         }
     raise AssertionError(f"no fake for model format {fmt}")
+
+
+def _add_model(page: dict[str, Any], fmt: str, name: str) -> None:
+    """One more model in a page of the format's native list."""
+    if fmt == "openai":
+        page["data"].append({"id": name, "object": "model", "created": 1700000002, "owned_by": name})
+    elif fmt == "anthropic":
+        page["data"].append({"type": "model", "id": name, "display_name": name, "created_at": "2025-02-19T00:00:00Z"})
+    elif fmt == "cohere":
+        page["models"].append({"name": name, "endpoints": ["chat"], "context_length": 128000})
+    elif fmt == "cloudflare":
+        entry = {"id": name, "name": name, "task": {"name": "Text Generation"}, "created_at": "2024-01-01 00:00:00"}
+        page["result"].append(entry)
+    else:
+        page["models"].append({"name": f"models/{name}", "displayName": name})
 
 
 def _last_user_text(payload: dict[str, Any]) -> str:
@@ -371,6 +409,22 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
     model list that takes 5 s), /delay/<seconds>, /gzip, /cut (a body cut off midway)."""
     if "/slowlist/" in tail:
         await asyncio.sleep(5)
+    # /leak/<n>: status n, the credential quoted in the body and an X-Seen-Key header;
+    # /leak-stream: a body quoting it, written cut mid-key; /coded/<coding>: a body marked with that coding.
+    said = received_credential(request)
+    if "/leak/" in tail:
+        status = int(tail.rsplit("/", 1)[1])
+        return web.json_response(
+            {"error": {"message": f"you sent {said}"}}, status=status, headers={"X-Seen-Key": said}
+        )
+    if tail.endswith("/leak-stream"):
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Seen-Key": said})
+        await response.prepare(request)
+        await write_split(response, f"data: you sent {said}\n\n".encode(), received_key(request))
+        await response.write_eof()
+        return response
+    if "/coded/" in tail:  # a body marked with a content coding it does not really have
+        return web.Response(body=b"not really coded", headers={"Content-Encoding": tail.rsplit("/", 1)[1]})
     if tail.endswith("/gzip"):
         response = web.json_response({"compressed": True, "accept-encoding": request.headers.get("Accept-Encoding")})
         response.enable_compression(web.ContentCoding.gzip)
@@ -403,7 +457,7 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
             "repeated": request.headers.getall("X-Repeated", []),
             "method": request.method,
             "path": request.raw_path.split("?")[0],
-            "query": request.query_string,
+            "query": request.raw_path.partition("?")[2],  # as sent, still percent-encoded
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode("utf-8", "replace"),
         },

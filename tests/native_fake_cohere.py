@@ -1,6 +1,7 @@
 """A fake of Cohere's v2 Chat API (``POST /v2/chat``), shaped after Cohere's published examples.
 
-It acts out the scenarios of ``native_fakes`` (echo, tool, error-<status>, cut, thinking); a request
+It acts out the scenarios of ``native_fakes`` (echo, tool, error-<status>, cut, thinking, leak,
+leak-error); a request
 is forced to call a tool when it sends one tool with ``tool_choice`` REQUIRED, which is how the
 adapter names one, and a request with a JSON ``response_format`` is answered {"city": "Paris"}.
 Requests are checked against the parameters of ``cohere.ClientV2.chat`` (``chat_stream`` when
@@ -19,7 +20,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from .native_fakes import ARGS, force, sse
+from .native_fakes import ARGS, force, received_credential, received_key, sse
 
 USAGE = {
     "billed_units": {"input_tokens": 3, "output_tokens": 5},  # not what the client is told: tokens are
@@ -180,13 +181,24 @@ class Cohere:
         if problem:
             return self.error(422, f"request does not match the Cohere SDK types: {problem}")
         model = body["model"]
+        said = received_credential(request)
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake cohere refused with {model}")
+        if model == "leak-error" and not body.get("stream"):
+            refused = self.error(429, f"fake cohere refused the key {said}")
+            refused.headers["Retry-After"] = said
+            return refused
         message, finish = self.answer(model, body)
+        if model == "leak":
+            message = {"role": "assistant", "content": [{"type": "text", "text": f"Your key is {said}"}]}
         answer = {"id": "c04e7e5a-fake", "message": message, "finish_reason": finish, "usage": USAGE}
         if not body.get("stream"):
             return web.json_response(answer)
-        return await sse(request, self.events(answer), cut=model == "cut")
+        events = self.events(answer)
+        if model == "leak-error":  # Cohere reports a failure in its message-end event
+            error = {"type": "message-end", "delta": {"error": f"the key {said} was refused"}}
+            events = iter([next(events), b"event: message-end\ndata: " + orjson.dumps(error) + b"\n\n"])
+        return await sse(request, events, cut=model == "cut", split=received_key(request))
 
     def events(self, answer: dict[str, Any]) -> Iterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:

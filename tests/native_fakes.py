@@ -13,6 +13,10 @@ published examples. Each validates the request it gets against the provider's of
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
     blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
     midstream-error   (Gemini) a stream that starts, then carries an error event
+    leak              the echo replaced by "Your key is <the credential received>", a stream writing
+                      each event that quotes it in two TCP writes cut mid-key
+    leak-error        a 429 whose message and Retry-After quote the credential; streaming, one event
+                      then the protocol's in-stream error quoting it
 """
 
 from __future__ import annotations
@@ -42,7 +46,34 @@ def force(value: Any) -> Any:
     return value
 
 
-async def sse(request: web.Request, events: Iterator[bytes], *, cut: bool = False) -> web.StreamResponse:
+def received_credential(request: web.Request) -> str:
+    """The credential header's value as the fake received it, for the scenarios that quote it back."""
+    for name in ("Authorization", "x-api-key", "x-goog-api-key"):
+        if name in request.headers:
+            return request.headers[name]
+    return ""
+
+
+def received_key(request: web.Request) -> str:
+    return received_credential(request).removeprefix("Bearer ")
+
+
+async def write_split(response: web.StreamResponse, data: bytes, secret: str | None) -> None:
+    """``data``, in two TCP writes cut in the middle of ``secret`` when it holds it: the pause between
+    them makes the gateway read the secret in two pieces."""
+    at = data.find(secret.encode()) if secret else -1
+    if at == -1:
+        await response.write(data)
+        return
+    cut = at + len(secret or "") // 2
+    await response.write(data[:cut])
+    await asyncio.sleep(0.02)
+    await response.write(data[cut:])
+
+
+async def sse(
+    request: web.Request, events: Iterator[bytes], *, cut: bool = False, split: str | None = None
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     events = list(events)
@@ -52,7 +83,7 @@ async def sse(request: web.Request, events: Iterator[bytes], *, cut: bool = Fals
             await asyncio.sleep(0.01)
             request.transport.close()  # type: ignore[union-attr]
             return response
-        await response.write(event)
+        await write_split(response, event, split)
     return response
 
 
@@ -81,7 +112,7 @@ class Anthropic:
             return f"roles must alternate starting with user: {roles}"
         return None
 
-    def error(self, status: int, message: str) -> web.Response:
+    def error(self, status: int, message: str, retry_after: str = "9") -> web.Response:
         kind = {
             400: "invalid_request_error",
             401: "authentication_error",
@@ -89,7 +120,7 @@ class Anthropic:
             529: "overloaded_error",
         }
         body = {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
-        headers = {"retry-after": "9"} if status in (429, 529) else None
+        headers = {"retry-after": retry_after} if status in (429, 529) else None
         return web.json_response(body, status=status, headers=headers)
 
     def blocks(self, model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -142,9 +173,14 @@ class Anthropic:
         if problem:
             return self.error(422, f"request does not match the Anthropic SDK types: {problem}")
         model = body["model"]
+        said = received_credential(request)
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake anthropic refused with {model}")
+        if model == "leak-error" and not body.get("stream"):
+            return self.error(429, f"fake anthropic refused the key {said}", retry_after=said)
         blocks, stop = self.blocks(model, body)
+        if model == "leak":
+            blocks = [{"type": "text", "text": f"Your key is {said}"}]
         stop = {"refusal": "refusal", "long": "max_tokens"}.get(model, stop)
         message = {
             "id": "msg_fake",
@@ -159,10 +195,11 @@ class Anthropic:
         if not body.get("stream"):
             return web.json_response(message)
         events = self.events(message)
-        if model == "overloaded-stream":
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        if model in ("overloaded-stream", "leak-error"):
+            said = f"Overloaded, key {said}" if model == "leak-error" else "Overloaded"
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": said}}
             events = iter([next(events), b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"])
-        return await sse(request, events, cut=model == "cut")
+        return await sse(request, events, cut=model == "cut", split=received_key(request))
 
     def events(self, message: dict[str, Any]) -> Iterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:
@@ -318,13 +355,18 @@ class Google:
         problem = self.validate(body)
         if problem:
             return self.error(400, f"request does not match the google-genai types: {problem}")
+        said = received_credential(request)
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
+        if model == "leak-error" and action == "generateContent":
+            refused = self.error(429, f"fake gemini refused the key {said}")
+            refused.headers["Retry-After"] = said
+            return refused
         if model == "blocked":
             return web.json_response(
                 {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
             )
-        parts = self.parts(model, body)
+        parts = [{"text": f"Your key is {said}"}] if model == "leak" else self.parts(model, body)
         usage = {
             "promptTokenCount": 11,
             "candidatesTokenCount": 5,
@@ -345,10 +387,11 @@ class Google:
         if request.query.get("alt") != "sse":
             return self.error(400, "the fake streams only with alt=sse")
         events = self.events(model, parts, usage, finish)
-        if model == "midstream-error":
-            error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+        if model in ("midstream-error", "leak-error"):
+            said = f"The key {said} is overloaded." if model == "leak-error" else "The model is overloaded."
+            error = {"error": {"code": 503, "message": said, "status": "UNAVAILABLE"}}
             events = iter([next(events), b"data: " + orjson.dumps(error) + b"\r\n\r\n"])
-        return await sse(request, events, cut=model == "cut")
+        return await sse(request, events, cut=model == "cut", split=received_key(request))
 
     def events(self, model: str, parts: list[dict[str, Any]], usage: dict[str, Any], finish: str) -> Iterator[bytes]:
         def event(event_parts: list[dict[str, Any]], finish: str | None = None, last: bool = False) -> bytes:

@@ -238,7 +238,7 @@ async def test_the_callers_credential_never_reaches_a_provider(
     await client.chat.completions.create(model="openai/echo", messages=HELLO)  # type: ignore[arg-type]
     assert fake.last_post("openai").headers["authorization"] == "Bearer key-openai"
     proxied = await call(secured, f"Bearer {token}", "/proxy/openai/openai/v1/echo")
-    assert proxied.json()["headers"]["authorization"] == "Bearer key-openai"
+    assert proxied.status_code == 200 and fake.last("/v1/echo").headers["authorization"] == "Bearer key-openai"
     assert token not in json.dumps([s.headers for s in fake.seen[-3:]])
 
 

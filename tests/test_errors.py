@@ -241,5 +241,5 @@ async def test_secrets_never_appear_in_errors(gateway: str) -> None:
         gateway, b'{"model": "openai/error-401", "messages": [{"role": "user", "content": "x"}]}'
     )
     assert response.status_code == 401
-    assert "fake upstream refused with 401 (key Bearer ***)" in response.json()["error"]["message"]
+    assert "fake upstream refused with 401 (key Bearer **********)" in response.json()["error"]["message"]
     assert "key-openai" not in response.text
