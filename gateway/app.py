@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
-    policy = ModelPolicy(settings.allowed_models, settings.disallowed_models)
+    policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     mcp = MCP.from_settings(settings)
     chat = ChatEndpoint(settings, adapters, policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)

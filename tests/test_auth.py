@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 from joserfc.jwk import RSAKey
 
+from gateway.settings import Settings, SettingsError
+
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
 from .issuer import AUDIENCE, Issuer
@@ -269,6 +271,167 @@ async def test_gateway_policy_filters_lists_and_refuses_chats(gateway_with: Gate
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         ids = {m.id for m in (await client.models.list()).data}
         assert not any(i.endswith("/model-a") for i in ids) and "openai/model-b" in ids
+
+
+async def test_a_provider_prefixed_entry_matches_that_provider_only(secured: str, fake: FakeProviders) -> None:
+    """The limited key may use openai/echo: not the model 'openai/echo' at another provider."""
+    client = openai.AsyncOpenAI(base_url=f"{secured}/v1", api_key=LIMITED_KEY, max_retries=0)
+    before = len(fake.seen)
+    with pytest.raises(openai.PermissionDeniedError, match="key 'limited' may not use"):
+        await client.chat.completions.create(model="ollama/openai/echo", messages=HELLO)  # type: ignore[arg-type]
+    with pytest.raises(openai.PermissionDeniedError, match="key 'limited' may not use"):
+        await client.chat.completions.create(
+            model="openai/echo",
+            messages=HELLO,  # type: ignore[arg-type]
+            extra_query={"provider": "ollama"},
+        )
+    assert len(fake.seen) == before
+    for spelling in ("OpenAI/echo", " openai/echo ", "OPENAI/ECHO"):  # the same entry, however it is written
+        await client.chat.completions.create(model=spelling, messages=HELLO)  # type: ignore[arg-type]
+        assert fake.last_post("openai").json["model"] == spelling.strip().split("/", 1)[1]
+
+
+async def test_bare_and_provider_entries(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    allowed = "groq/openai/gpt-oss-120b, meta-llama/Llama-3, @cf/meta/llama-3.1-8b-instruct"
+    async with gateway_with(ALLOWED_MODELS=allowed) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        await client.chat.completions.create(model="groq/openai/gpt-oss-120b", messages=HELLO)  # type: ignore[arg-type]
+        assert fake.last_post("groq").json["model"] == "openai/gpt-oss-120b"
+        for model in ("openai/gpt-oss-120b", "ollama/openai/gpt-oss-120b"):  # the entry names groq
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.chat.completions.create(model=model, messages=HELLO)  # type: ignore[arg-type]
+        for pid in ("ollama", "nvidia"):  # no provider is called meta-llama: a bare name, at any provider
+            await client.chat.completions.create(model=f"{pid}/meta-llama/llama-3", messages=HELLO)  # type: ignore[arg-type]
+            assert fake.last_post(pid).json["model"] == "meta-llama/llama-3"
+        await client.chat.completions.create(model="cloudflare/@cf/meta/llama-3.1-8b-instruct", messages=HELLO)  # type: ignore[arg-type]
+        assert fake.last_post("cloudflare").json["model"] == "@cf/meta/llama-3.1-8b-instruct"
+
+
+async def test_a_deny_list_cannot_be_dodged(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    async with gateway_with(DISALLOWED_MODELS="openai/echo, tool") as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        before = len(fake.seen)
+        for model in ("openai/echo ", "OPENAI/echo", " OpenAI/ECHO", "groq/TOOL", "ollama/tool "):
+            with pytest.raises(openai.PermissionDeniedError, match="not allowed on this gateway"):
+                await client.chat.completions.create(model=model, messages=HELLO)  # type: ignore[arg-type]
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(model="echo", messages=HELLO, extra_query={"provider": " OpenAI"})  # type: ignore[arg-type]
+        assert len(fake.seen) == before
+        await client.chat.completions.create(model="groq/echo", messages=HELLO)  # type: ignore[arg-type]  # groq's is not denied
+
+
+MALFORMED = [
+    "openai//echo",
+    "/openai/echo",
+    "openai/echo/",
+    "openai/",
+    "openai/ec ho",
+    "openai/ec\tho",
+    "openai/echo\x00",
+    "openai/echo\x1b[31m",
+    "openai/echo\x7f",
+    "openai/echo\u200b",
+    "openai/\u200becho",
+    "openai/ech\ufeffo",
+    "openai/\u202eohce",
+    "openai/echo\u2066",
+    "openai/ec\u2060ho",
+    "openai/ec\u00adho",
+    "openai/ec\u00a0ho",
+    "openai/e\u034fcho",
+    "openai/echo\ufe0f",
+    "openai/echo\U000e0001",
+    "openai/../echo",
+    "google/../../v1beta/files",
+    "openai/echo?alt=sse",
+    "openai/echo#x",
+    "openai/%65cho",
+]
+
+
+@pytest.mark.parametrize("model", MALFORMED, ids=[ascii(m) for m in MALFORMED])
+async def test_malformed_model_names_are_400_and_never_forwarded(gateway: str, fake: FakeProviders, model: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
+    before = len(fake.seen)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model=model, messages=HELLO)  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_model" and caught.value.param == "model", caught.value.message
+    assert "not a valid name" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:  # the same name after ?provider=
+        await client.chat.completions.create(model=model, messages=HELLO, extra_query={"provider": "openai"})  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_model"
+    assert len(fake.seen) == before
+
+
+async def test_malformed_provider_parameter_is_400(gateway: str, fake: FakeProviders) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
+    before = len(fake.seen)
+    for provider in ("open\u200bai", "openai\x00", "open ai"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(model="echo", messages=HELLO, extra_query={"provider": provider})  # type: ignore[arg-type]
+        assert caught.value.code == "invalid_model" and caught.value.param == "provider"
+        async with httpx.AsyncClient() as http:
+            listed = await http.get(f"{gateway}/v1/models", params={"provider": provider})
+        assert listed.status_code == 400 and listed.json()["error"]["param"] == "provider"
+    assert len(fake.seen) == before
+
+
+LEGIT = [
+    ("cloudflare/@cf/meta/llama-3.1-8b-instruct", "cloudflare", "@cf/meta/llama-3.1-8b-instruct"),
+    ("ollama/llama3.2:latest", "ollama", "llama3.2:latest"),
+    ("nvidia/accounts/fireworks/models/x", "nvidia", "accounts/fireworks/models/x"),
+    ("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b"),
+    ("OpenAI/GPT-4o-2024-08-06", "openai", "GPT-4o-2024-08-06"),
+    ("openai/ft:gpt-4o-mini-2024-07-18:acme::A1b2C3", "openai", "ft:gpt-4o-mini-2024-07-18:acme::A1b2C3"),
+    ("ollama/hf.co/org/Model-GGUF:Q4_K_M", "ollama", "hf.co/org/Model-GGUF:Q4_K_M"),
+    ("mistral/model+v2@2025", "mistral", "model+v2@2025"),
+    ("openai/gpt-\u00e9t\u00e9", "openai", "gpt-\u00e9t\u00e9"),  # printable letters beyond ASCII are names too
+]
+
+
+@pytest.mark.parametrize(("model", "pid", "upstream"), LEGIT, ids=[m for m, _, _ in LEGIT])
+async def test_real_model_names_go_through(
+    gateway: str, fake: FakeProviders, model: str, pid: str, upstream: str
+) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
+    answer = await client.chat.completions.create(model=model, messages=HELLO)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "You said: hi"
+    assert fake.last_post(pid).json["model"] == upstream
+
+
+async def test_gemini_model_names_keep_their_models_prefix(gateway: str, fake: FakeProviders) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
+    await client.chat.completions.create(model="google/models/gemini-2.0-flash", messages=HELLO)  # type: ignore[arg-type]
+    assert fake.last_post("google").path.endswith("/models/gemini-2.0-flash:generateContent")
+
+
+async def test_malformed_routed_models_are_400(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    before = len(fake.seen)
+    async with gateway_with(ROUTING_STRATEGY="header") as url:
+        for routed in ("openai//echo", "openai/ec ho", "/echo"):
+            client = openai.AsyncOpenAI(
+                base_url=f"{url}/v1", api_key="x", max_retries=0, default_headers={"X-Model": routed}
+            )
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(model="openai/echo", messages=HELLO)  # type: ignore[arg-type]
+            assert caught.value.code == "invalid_model"
+    async with gateway_with(ROUTING_STRATEGY="path") as url:
+        for routed in ("openai%2F%2Fecho", "openai%2Fecho%E2%80%8B", "openai%2Fech%00o"):
+            client = openai.AsyncOpenAI(base_url=f"{url}/{routed}/v1", api_key="x", max_retries=0)
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(model="openai/echo", messages=HELLO)  # type: ignore[arg-type]
+            assert caught.value.code == "invalid_model"
+    assert len(fake.seen) == before
+
+
+async def test_malformed_policy_entries_are_refused_at_start_up() -> None:
+    for env in (
+        {"DISALLOWED_MODELS": "openai//echo"},
+        {"ALLOWED_MODELS": "openai/echo\u200b"},
+        {"AUTH_API_KEYS": f"k:{sha('x')}:openai/ec ho"},
+    ):
+        with pytest.raises(SettingsError, match="not a valid name"):
+            Settings.load(env)
 
 
 # -- routing strategies ----------------------------------------------------------------------------
