@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings.auth_oidc_issuer,
                 settings.auth_oidc_client_id,
                 http,
-                refetch_interval=settings.auth_oidc_jwks_refresh_interval,
+                refresh_interval=settings.auth_oidc_jwks_refresh_interval,
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))

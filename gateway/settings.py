@@ -289,7 +289,11 @@ SETTINGS: tuple[Var, ...] = (
         "auth_oidc_jwks_refresh_interval",
         parse_duration,
         "1m",
-        "Least time between two JWKS fetches triggered by tokens signed with unknown keys.",
+        (
+            "How often the JWKS is fetched again in the background (a withdrawn key stops verifying within it), "
+            "and the least time between refetches caused by tokens signed with unknown keys; 0: no periodic "
+            "refresh, refetch on every unknown key."
+        ),
     ),
     Var(
         "AUTH_OIDC_RETRY_INTERVAL",

@@ -229,6 +229,123 @@ async def test_discovery_failure_is_503_then_recovers(gateway_with: GatewayFacto
         issuer.down = False
 
 
+async def test_a_withdrawn_key_stops_verifying_within_the_refresh_interval(
+    gateway_with: GatewayFactory, issuer: Issuer
+) -> None:
+    """Every token names a known kid, so nothing but the periodic refresh can notice the withdrawal."""
+    async with gateway_with(**auth_env(issuer, AUTH_OIDC_JWKS_REFRESH_INTERVAL="200ms")) as url:
+        await ready(url, issuer.token())
+        token = issuer.token(issuer.rsa)
+        assert (await call(url, f"Bearer {token}")).status_code == 200
+        issuer.withdraw(issuer.rsa)
+        try:
+            withdrawn_at = time.monotonic()
+            for _ in range(100):
+                response = await call(url, f"Bearer {token}")
+                if response.status_code != 200:
+                    break
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - withdrawn_at
+            assert_refused(response, "does not publish")
+            assert took < 1.0, f"refused only after {took:.2f}s"
+            assert (await call(url, f"Bearer {issuer.token(issuer.ec)}")).status_code == 200
+        finally:
+            issuer.published = [issuer.rsa, issuer.ec]
+
+
+async def test_a_failed_refresh_keeps_the_keys_and_warns(
+    gateway_with: GatewayFactory, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with gateway_with(**auth_env(issuer, AUTH_OIDC_JWKS_REFRESH_INTERVAL="100ms")) as url:
+        await ready(url, issuer.token())
+        with caplog.at_level("WARNING", logger="polyrelay"):
+            issuer.jwks_down = True
+            try:
+                before = issuer.jwks_fetches
+                for _ in range(100):
+                    if issuer.jwks_fetches - before >= 2:
+                        break
+                    await asyncio.sleep(0.02)
+                assert issuer.jwks_fetches - before >= 2, "the JWKS was not refreshed periodically"
+                # Waiting costs one sleeping task, not a loop: a failing issuer is asked once per interval.
+                refreshers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "OIDCVerifier._run"]
+                assert len(refreshers) == 1
+                counted = issuer.jwks_fetches
+                await asyncio.sleep(0.3)
+                assert issuer.jwks_fetches - counted <= 5
+                assert (await call(url, f"Bearer {issuer.token()}")).status_code == 200
+            finally:
+                issuer.jwks_down = False
+            failed = issuer.jwks_fetches - before
+        warnings = [r for r in caplog.records if "fetching the JWKS" in r.message]
+        assert 1 <= len(warnings) <= failed  # one line per failed fetch, no traceback
+        assert all(r.exc_info is None for r in warnings)
+
+
+@pytest.mark.parametrize(
+    ("document", "how"),
+    [("jwks", "announced"), ("jwks", "streamed"), ("discovery", "streamed")],
+)
+async def test_oversized_issuer_documents_are_refused(
+    gateway_with: GatewayFactory, issuer: Issuer, caplog: pytest.LogCaptureFixture, document: str, how: str
+) -> None:
+    issuer.oversized, issuer.streamed_bytes = (document, how), 0
+    try:
+        with caplog.at_level("ERROR", logger="polyrelay"):
+            async with gateway_with(**auth_env(issuer, AUTH_OIDC_RETRY_INTERVAL="100ms")) as url:
+                for _ in range(100):
+                    if any("1 MiB limit" in r.message for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.02)
+                assert any("1 MiB limit" in r.message for r in caplog.records), caplog.text
+                waiting = await call(url, f"Bearer {issuer.token()}")
+                assert waiting.status_code == 503 and waiting.headers["retry-after"]
+                # The gateway stopped reading at the cap: what got through is the cap plus socket buffers.
+                assert issuer.streamed_bytes < 16 * 1024 * 1024, issuer.streamed_bytes
+                issuer.oversized = None  # the issuer is fixed: the retry picks it up
+                await ready(url, issuer.token())
+    finally:
+        issuer.oversized = None
+
+
+@pytest.mark.parametrize(
+    "typ", ["id+jwt", "logout+jwt", "secevent+jwt", "dpop+jwt", "JOSE", "application/id+jwt", "JWS"]
+)
+async def test_tokens_whose_header_type_is_not_an_access_token(secured: str, issuer: Issuer, typ: str) -> None:
+    assert_refused(await call(secured, f"Bearer {issuer.token(header={'typ': typ})}"), "not an access token")
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt"])
+async def test_access_token_header_types_are_accepted(secured: str, issuer: Issuer, typ: str | None) -> None:
+    token = issuer.token(header={"typ": typ})  # None: no typ at all
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==")).get("typ") == typ
+    assert (await call(secured, f"Bearer {token}")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"typ": "ID"}, "'ID' token"),
+        ({"typ": "Refresh"}, "'Refresh' token"),
+        ({"at_hash": "x1Yq3S2z"}, "at_hash"),
+        ({"c_hash": "LDktKdoQak"}, "c_hash"),
+        ({"nonce": "n-0S6_WzA2Mj"}, "nonce"),
+        ({"typ": "ID", "nonce": "n-0S6_WzA2Mj", "at_hash": "x1Yq3S2z"}, "ID"),
+    ],
+    ids=["keycloak-id", "keycloak-refresh", "at_hash", "c_hash", "nonce", "keycloak-id-token"],
+)
+async def test_id_tokens_presented_as_access_tokens(
+    secured: str, issuer: Issuer, claims: dict[str, Any], reason: str
+) -> None:
+    assert_refused(await call(secured, f"Bearer {issuer.token(**claims)}"), reason)
+
+
+async def test_keycloak_access_tokens_are_accepted(secured: str, issuer: Issuer) -> None:
+    assert (await call(secured, f"Bearer {issuer.token(typ='Bearer')}")).status_code == 200
+    # Keycloak before 25 copied the login's nonce into access tokens, marked typ "Bearer".
+    assert (await call(secured, f"Bearer {issuer.token(typ='Bearer', nonce='n-0S6')}")).status_code == 200
+
+
 # -- what reaches the providers -------------------------------------------------------------------
 
 
