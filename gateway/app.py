@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
-    policy = ModelPolicy(settings.allowed_models, settings.disallowed_models)
+    policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     mcp = MCP.from_settings(settings)
     chat = ChatEndpoint(settings, adapters, policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings.auth_oidc_issuer,
                 settings.auth_oidc_client_id,
                 http,
-                refetch_interval=settings.auth_oidc_jwks_refresh_interval,
+                refresh_interval=settings.auth_oidc_jwks_refresh_interval,
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))

@@ -69,11 +69,12 @@ class ChatEndpoint:
         return Response(answer, media_type="application/json")
 
     def _routed_model(self, request: Request) -> str | None:
-        """The model named outside the body by the routing strategy (it wins over the body's)."""
+        """The model named outside the body by the routing strategy (it wins over the body's);
+        checked by ``resolve`` like the body's, so a malformed one is a 400, never a fallback."""
         routed = request.path_params.get("model")
         if routed is None and self.model_header is not None:
             routed = request.headers.get(self.model_header)
-        return routed.strip() if routed else None
+        return routed or None
 
 
 def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any]:

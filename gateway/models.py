@@ -17,7 +17,7 @@ from providers.errors import UpstreamError, UpstreamTimeout
 from .auth import identity_of
 from .errors import describe
 from .policy import ModelPolicy
-from .routing import provider_by_id
+from .routing import model_name, provider_by_id
 from .settings import Settings
 
 __all__ = ["ModelsEndpoint"]
@@ -38,6 +38,7 @@ class ModelsEndpoint:
         identity = identity_of(request.scope)
         pid = request.query_params.get("provider")
         if pid:
+            pid = model_name(pid, param="provider").lower()
             provider_by_id(pid, self.settings.providers)
             try:
                 models = await self._list(pid)

@@ -2,8 +2,15 @@
 
 Discovery (``{issuer}/.well-known/openid-configuration``) names the JWKS; both are fetched in the
 background at start-up and retried until they answer, so a slow identity provider delays
-authentication (503 meanwhile) instead of crash-looping the gateway. A token signed with a key the
-cached JWKS lacks triggers one refetch, at most once a minute, shared by every request that needs it.
+authentication (503 meanwhile) instead of crash-looping the gateway. Then one sleeping task fetches
+the JWKS again every ``refresh_interval``, so a key the issuer withdraws stops verifying within that
+interval (a failed refresh keeps the keys already known). A token signed with a key the cached JWKS
+lacks triggers one refetch, at most once per ``refresh_interval``, shared by every request that
+needs it. Discovery and JWKS bodies over ``MAX_DOCUMENT_BYTES`` are refused, never buffered.
+
+Only access tokens are accepted: the JOSE header's ``typ``, when present, must be ``JWT`` or RFC
+9068's ``at+jwt``; an ID token (Keycloak's claim ``typ: "ID"``, or ``at_hash``/``c_hash``/``nonce``
+claims) is refused.
 
     verifier = OIDCVerifier("https://idp.example/realms/x", "polyrelay", http)
     await verifier.start()
@@ -13,6 +20,7 @@ cached JWKS lacks triggers one refetch, at most once a minute, shared by every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -29,16 +37,26 @@ from providers.errors import AuthenticationFailed, ServiceUnavailable
 from .auth import MAX_TOKEN_BYTES
 from .errors import describe
 
-__all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "OIDCVerifier"]
+__all__ = ["ALGORITHMS", "MAX_DOCUMENT_BYTES", "MAX_TOKEN_BYTES", "OIDCVerifier"]
 
 log = logging.getLogger("polyrelay")
 
 # Asymmetric signatures only: never "none", never HMAC (which a public key could be abused to forge).
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _KEY_TYPES = {"R": "RSA", "P": "RSA", "E": "EC"}
+# A discovery document is a few KiB and a JWKS holds a handful of keys: anything near this is hostile.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+# The JOSE header "typ" values of an access token (RFC 9068 section 2.1; "JWT" is what most issuers,
+# Keycloak included, write). Others (id+jwt, logout+jwt, secevent+jwt, dpop+jwt...) are other tokens.
+_ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+# Keycloak's "typ" claim: "Bearer" on access tokens; these name its other tokens.
+_OTHER_KEYCLOAK_TYPES = frozenset({"id", "refresh", "offline", "logout", "serialized-id"})
 
 
 class OIDCVerifier:
+    """Verifies bearer tokens of one issuer for one audience; ``start`` launches the background
+    discovery and JWKS refresh, ``close`` stops them."""
+
     def __init__(
         self,
         issuer: str,
@@ -46,14 +64,14 @@ class OIDCVerifier:
         http: HttpClient,
         *,
         leeway: int = 30,
-        refetch_interval: float = 60.0,
+        refresh_interval: float = 60.0,
         retry_interval: float = 5.0,
         timeout: float = 10.0,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.http = http
-        self.refetch_interval = refetch_interval
+        self.refresh_interval = refresh_interval
         self.retry_interval = retry_interval
         self.timeouts = Timeouts(connect=timeout, total=timeout)
         self.claims = JWTClaimsRegistry(
@@ -66,22 +84,22 @@ class OIDCVerifier:
         self.jwks_uri: str | None = None
         self._fetched_at = 0.0
         self._fetching: asyncio.Task[None] | None = None
-        self._discovery: asyncio.Task[None] | None = None
+        self._background: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
         return self.keys is not None
 
     async def start(self) -> None:
-        self._discovery = asyncio.create_task(self._discover_until_done())
+        self._background = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        for task in (self._discovery, self._fetching):
+        for task in (self._background, self._fetching):
             if task is not None:
                 task.cancel()
 
     async def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims, if it is a valid token of this issuer for this audience."""
+        """The token's claims, if it is a valid access token of this issuer for this audience."""
         keys = self.keys
         if keys is None:
             raise ServiceUnavailable(
@@ -108,7 +126,21 @@ class OIDCVerifier:
             self.claims.validate(decoded.claims)
         except JoseError as exc:
             raise _invalid(_reason(exc)) from None
+        _check_access_token(decoded.header, decoded.claims)  # after the signature: the header is the issuer's
         return decoded.claims
+
+    async def _run(self) -> None:
+        await self._discover_until_done()
+        if self.refresh_interval <= 0:
+            return  # 0: refetch on every unknown kid, and never on a schedule
+        while True:
+            # An unknown-kid refetch in between counts as a refresh: sleep what is left of the interval.
+            wait = self._fetched_at + self.refresh_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            with contextlib.suppress(Exception):  # logged once by _fetch_done; the known keys stay
+                await self._shared_fetch()
 
     async def _discover_until_done(self) -> None:
         delay = self.retry_interval
@@ -127,7 +159,7 @@ class OIDCVerifier:
             except Exception as exc:  # any failure: say what, and try again
                 log.error(
                     "OIDC discovery at %s failed (%s); requests needing a token get 503 until it answers. "
-                    "Retrying in %.0fs.",
+                    "Retrying in %gs.",
                     self.issuer,
                     describe(exc),
                     delay,
@@ -137,20 +169,30 @@ class OIDCVerifier:
 
     async def _refetch(self) -> None:
         """Fetch the JWKS again, unless it was fetched within the interval; callers share one fetch."""
+        if self._fetching is None and time.monotonic() - self._fetched_at < self.refresh_interval:
+            return
+        with contextlib.suppress(Exception):  # logged once by _fetch_done, however many requests waited
+            await self._shared_fetch()
+
+    async def _shared_fetch(self) -> None:
+        """One JWKS fetch at a time, whoever asks (the refresh task or requests with unknown kids)."""
         if self._fetching is None:
-            if time.monotonic() - self._fetched_at < self.refetch_interval:
-                return
             self._fetching = asyncio.create_task(self._fetch_keys())
             self._fetching.add_done_callback(self._fetch_done)
-        try:
-            await asyncio.shield(self._fetching)
-        except Exception as exc:
-            log.warning("OIDC: refetching the JWKS failed (%s); keeping the keys already known", describe(exc))
+        await asyncio.shield(self._fetching)
 
     def _fetch_done(self, task: asyncio.Task[None]) -> None:
         self._fetching = None
-        if not task.cancelled():
-            task.exception()  # retrieved here so an unawaited failure is not reported as lost
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here so an unawaited failure is not reported as lost
+        if exc is not None:
+            log.warning(
+                "OIDC: fetching the JWKS from %s failed (%s); keeping the keys already known, retrying within %gs.",
+                self.jwks_uri,
+                describe(exc),
+                self.refresh_interval,
+            )
 
     async def _fetch_keys(self) -> None:
         assert self.jwks_uri is not None
@@ -160,13 +202,43 @@ class OIDCVerifier:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         response = await self.http.request("GET", url, headers={"Accept": "application/json"}, timeouts=self.timeouts)
-        body = await response.read()
-        if response.status != 200:
-            raise ValueError(f"{url} answered HTTP {response.status}")
-        document = orjson.loads(body)
+        try:
+            if response.status != 200:
+                raise ValueError(f"{url} answered HTTP {response.status}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+                raise ValueError(f"{url} announced {int(declared)} bytes, over the {_LIMIT} limit")
+            chunks, size = [], 0
+            async for chunk in response.iter_chunks():  # counted as it arrives: never more than the cap held
+                size += len(chunk)
+                if size > MAX_DOCUMENT_BYTES:
+                    raise ValueError(f"{url} sent more than the {_LIMIT} limit")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        document = orjson.loads(b"".join(chunks))
         if not isinstance(document, dict):
             raise ValueError(f"{url} did not answer a JSON object")
         return document
+
+
+_LIMIT = f"{MAX_DOCUMENT_BYTES / 2**20:g} MiB"
+
+
+def _check_access_token(header: dict[str, Any], claims: dict[str, Any]) -> None:
+    """Refuse a verified token that is not an access token: an ID token, a logout token..."""
+    typ = header.get("typ")
+    if typ is not None and str(typ).lower() not in _ACCESS_TOKEN_TYPES:
+        raise _invalid(f"its header type {typ!r} says it is not an access token (expected at+jwt or JWT)")
+    kind = claims.get("typ")
+    if isinstance(kind, str) and kind.lower() in _OTHER_KEYCLOAK_TYPES:
+        raise _invalid(f"it is a {kind!r} token, not an access token; send the access token")
+    for claim in ("at_hash", "c_hash"):
+        if claim in claims:
+            raise _invalid(f"it carries {claim!r}, so it is an ID token; send the access token")
+    # Keycloak before 25 also put the nonce in access tokens, which it marks with typ "Bearer".
+    if "nonce" in claims and not (isinstance(kind, str) and kind.lower() == "bearer"):
+        raise _invalid("it carries 'nonce', so it is an ID token; send the access token")
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

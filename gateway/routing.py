@@ -1,21 +1,68 @@
 """Which provider serves a request: ``provider/model`` in the model name, or ``?provider=``.
 
+A model name is trimmed and checked before anything else looks at it: empty segments, whitespace,
+control, format (zero-width, bidi) and other invisible characters, and ``.``/``..`` segments are
+refused with 400 ``invalid_model`` instead of being matched against the policy or forwarded. The
+provider prefix is matched case-insensitively; the model part keeps its case.
+
 >>> from gateway.settings import Settings
 >>> providers = Settings.load({"OPENAI_API_KEY": "k"}).providers
->>> resolve("openai/gpt-4o", None, providers)[1]
+>>> resolve(" OpenAI/gpt-4o ", None, providers)[1]
 'gpt-4o'
+>>> model_name_problem("openai//gpt-4o")
+'it has an empty segment'
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from providers.errors import InvalidRequest
 from providers.registry import Provider
 
-__all__ = ["provider_by_id", "resolve"]
+__all__ = ["model_name", "model_name_problem", "provider_by_id", "resolve"]
 
 _HOW = "Name the model as provider/model (for example openai/gpt-4o) or pass ?provider=<id>."
+
+# Printable characters that still show nothing (default-ignorable or blank): str.isprintable()
+# already refuses controls, format characters (Cf), separators, surrogates, private use, unassigned.
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+# Would change the meaning of a URL for providers that put the model in the path (Gemini, Azure).
+_URL_SIGNIFICANT = re.compile(r"[?#%\\]")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why a (trimmed) model name is malformed, or ``None``; names like ``@cf/meta/llama-3.1-8b``,
+    ``llama3.2:latest`` or ``accounts/fireworks/models/x`` are fine."""
+    if not name:
+        return "it is empty"
+    if " " in name or not name.isprintable():
+        return "it contains whitespace, a control character or an invisible (format) character"
+    if _INVISIBLE.search(name):
+        return "it contains an invisible character"
+    if _URL_SIGNIFICANT.search(name):
+        return "it contains one of the characters ? # % \\"
+    segments = name.split("/")
+    if "" in segments:
+        return "it has an empty segment"
+    if "." in segments or ".." in segments:
+        return "it has a '.' or '..' segment"
+    return None
+
+
+def model_name(raw: str, *, param: str = "model") -> str:
+    """The name trimmed of surrounding whitespace, or a 400 saying what is wrong with it."""
+    name = raw.strip()
+    problem = model_name_problem(name)
+    if problem is not None:
+        shown = ascii(raw)[1:-1][:200]  # invisible characters shown escaped, and never too much of it
+        raise InvalidRequest(
+            f"The {param} '{shown}' is not a valid name: {problem}. {_HOW}", param=param, code="invalid_model"
+        )
+    return name
 
 
 def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = "provider") -> Provider:
@@ -23,7 +70,7 @@ def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = 
     provider = providers.get(pid)
     if provider is None:
         raise InvalidRequest(
-            f"Unknown provider '{pid}'. Known providers: {', '.join(sorted(providers))}.",
+            f"Unknown provider '{ascii(pid)[1:-1][:200]}'. Known providers: {', '.join(sorted(providers))}.",
             param=param,
             code="unknown_provider",
         )
@@ -37,18 +84,20 @@ def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = 
 
 
 def resolve(model: str, provider_param: str | None, providers: Mapping[str, Provider]) -> tuple[Provider, str]:
-    """The provider and the provider's own model name (prefix removed)."""
+    """The provider and the provider's own model name (trimmed, provider prefix removed)."""
+    name = model_name(model)
+    prefix, slash, rest = name.partition("/")
     if provider_param:
-        provider = provider_by_id(provider_param, providers)
-        return provider, model.removeprefix(f"{provider.id}/")
-    prefix, slash, name = model.partition("/")
-    if not slash or not name:
-        raise InvalidRequest(f"The model '{model}' names no provider. {_HOW}", param="model", code="unknown_provider")
-    if prefix not in providers:
+        provider = provider_by_id(model_name(provider_param, param="provider").lower(), providers)
+        return provider, rest if slash and prefix.lower() == provider.id else name
+    if not slash:
+        raise InvalidRequest(f"The model '{name}' names no provider. {_HOW}", param="model", code="unknown_provider")
+    pid = prefix.lower()
+    if pid not in providers:
         raise InvalidRequest(
-            f"The model '{model}' names an unknown provider '{prefix}'. {_HOW} "
+            f"The model '{name}' names an unknown provider '{prefix}'. {_HOW} "
             f"Known providers: {', '.join(sorted(providers))}.",
             param="model",
             code="unknown_provider",
         )
-    return provider_by_id(prefix, providers, param="model"), name
+    return provider_by_id(pid, providers, param="model"), rest

@@ -23,6 +23,8 @@ import yaml
 
 from providers.registry import Provider, ProviderSpec, RegistryError, load_registry
 
+from .routing import model_name_problem
+
 __all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
 
 
@@ -78,6 +80,19 @@ def parse_port(text: str) -> int:
 
 def parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """A comma list of model names, each well-formed (what ``routing.model_name`` accepts)."""
+    return _checked_models(parse_list(text))
+
+
+def _checked_models(models: Iterable[str]) -> tuple[str, ...]:
+    models = tuple(models)
+    for model in models:
+        if (problem := model_name_problem(model)) is not None:
+            raise ValueError(f"the model {model!a} is not a valid name: {problem}")
+    return models
 
 
 def parse_choice(*choices: str) -> Callable[[str], str]:
@@ -138,7 +153,9 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
         if not name or not _SHA256_HEX.match(digest.strip().lower()):
             raise ValueError(f"entry '{name or entry[:12]}' must be name:sha256hex[:model|model...]")
         keys.append(
-            ApiKey(name.strip(), digest.strip().lower(), tuple(m.strip() for m in models.split("|") if m.strip()))
+            ApiKey(
+                name.strip(), digest.strip().lower(), _checked_models(m.strip() for m in models.split("|") if m.strip())
+            )
         )
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
@@ -272,14 +289,17 @@ SETTINGS: tuple[Var, ...] = (
     Var(
         "ALLOWED_MODELS",
         "allowed_models",
-        parse_list,
+        parse_models,
         "",
-        "Comma list of models callers may use (provider/model or bare model, any case); wins over the deny list.",
+        (
+            "Comma list of models callers may use, any case: provider/model matches that provider only, a bare "
+            "name (first segment not a provider id) any provider; wins over the deny list."
+        ),
     ),
     Var(
         "DISALLOWED_MODELS",
         "disallowed_models",
-        parse_list,
+        parse_models,
         "",
         "Comma list of models callers may not use (same matching), when ALLOWED_MODELS is empty.",
     ),
@@ -298,7 +318,11 @@ SETTINGS: tuple[Var, ...] = (
         "auth_oidc_jwks_refresh_interval",
         parse_duration,
         "1m",
-        "Least time between two JWKS fetches triggered by tokens signed with unknown keys.",
+        (
+            "How often the JWKS is fetched again in the background (a withdrawn key stops verifying within it), "
+            "and the least time between refetches caused by tokens signed with unknown keys; 0: no periodic "
+            "refresh, refetch on every unknown key."
+        ),
     ),
     Var(
         "AUTH_OIDC_RETRY_INTERVAL",

@@ -1,16 +1,20 @@
 """A real OIDC issuer for the tests: discovery and JWKS over HTTP on loopback, and tokens signed
-with keys generated here (RSA and EC), which can be rotated."""
+with keys generated here (RSA and EC), which can be rotated or withdrawn. It can also misbehave:
+be down, fail its JWKS, or answer an oversized document (announced, or streamed without a length)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from aiohttp import web
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 AUDIENCE = "polyrelay-tests"
+OVERSIZED = 2 * 1024 * 1024  # the announced oversized document
+STREAM_LIMIT = 64 * 1024 * 1024  # where a streamed one would end, if nobody stopped reading
 
 
 class Issuer:
@@ -20,6 +24,11 @@ class Issuer:
         self.published = [self.rsa, self.ec]
         self.jwks_fetches = 0
         self.down = False
+        self.jwks_down = False
+        # Which document ("discovery" or "jwks") is oversized, and how: "announced" (Content-Length) or
+        # "streamed" (chunked, up to STREAM_LIMIT); streamed_bytes counts what the client let through.
+        self.oversized: tuple[str, str] | None = None
+        self.streamed_bytes = 0
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -38,9 +47,11 @@ class Issuer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _discovery(self, request: web.Request) -> web.Response:
+    async def _discovery(self, request: web.Request) -> web.StreamResponse:
         if self.down:
             return web.Response(status=503, text="down for maintenance")
+        if self.oversized and self.oversized[0] == "discovery":
+            return await self._oversized(request)
         return web.json_response(
             {
                 "issuer": self.url,
@@ -49,9 +60,33 @@ class Issuer:
             }
         )
 
-    async def _jwks(self, request: web.Request) -> web.Response:
+    async def _jwks(self, request: web.Request) -> web.StreamResponse:
         self.jwks_fetches += 1
+        if self.jwks_down:
+            return web.Response(status=500, text="internal error")
+        if self.oversized and self.oversized[0] == "jwks":
+            return await self._oversized(request)
         return web.json_response(KeySet(self.published).as_dict(private=False))
+
+    async def _oversized(self, request: web.Request) -> web.StreamResponse:
+        """A JSON object padded past any sane size: 2 MiB announced, or streamed with no length."""
+        assert self.oversized is not None
+        if self.oversized[1] == "announced":
+            padding = "x" * (OVERSIZED - 32)
+            return web.Response(body=f'{{"keys": [], "padding": "{padding}"}}', content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            await response.write(b'{"keys": [], "padding": "')
+            while self.streamed_bytes < STREAM_LIMIT:
+                await response.write(chunk)
+                self.streamed_bytes += len(chunk)
+            await response.write(b'"}')
+        except ConnectionError:
+            pass  # the client hung up: what it read is counted
+        return response
 
     def token(
         self, key: Any = None, *, alg: str | None = None, header: dict[str, Any] | None = None, **claims: Any
@@ -62,10 +97,18 @@ class Issuer:
         payload = {"iss": self.url, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 60, **claims}
         payload = {k: v for k, v in payload.items() if v is not None}
         algorithm = alg or ("ES256" if isinstance(key, ECKey) else "RS256")
-        return jwt.encode({"alg": algorithm, "kid": key.kid, **(header or {})}, payload, key, algorithms=[algorithm])
+        protected = {"alg": algorithm, "kid": key.kid, **(header or {})}
+        if protected.get("typ", "") is None:  # jwt.encode always writes a typ: sign the JSON ourselves
+            del protected["typ"]
+            return jws.serialize_compact(protected, json.dumps(payload).encode(), key, algorithms=[algorithm])
+        return jwt.encode(protected, payload, key, algorithms=[algorithm])
 
     def rotate(self) -> RSAKey:
         """Publish a new RSA key (keeping the EC one); the old RSA key is withdrawn."""
         new = RSAKey.generate_key(2048, parameters={"kid": f"rsa-{len(self.published) + 1}", "use": "sig"})
         self.published = [new, self.ec]
         return new
+
+    def withdraw(self, key: Any) -> None:
+        """Stop publishing a key: tokens it signs, even with its known kid, must stop verifying."""
+        self.published = [k for k in self.published if k.kid != key.kid]
