@@ -16,11 +16,18 @@ from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import INVALID_PARAMS
+from sse_starlette.sse import AppStatus
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PAGE = 2
 TOKEN = "mcp-server-secret"
+
+# The SDK's SSE responses (sse_starlette) end when "the" uvicorn server exits, found through the
+# process's SIGTERM handler: here, the last gateway a test started. Every gateway stopped by a test
+# would cut the streams of every MCP test server (and the sessions of the other gateways) with it.
+# These servers end their streams themselves, in kill() and stop().
+AppStatus.disable_automatic_graceful_drain()
 
 
 async def paginated(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -154,6 +161,4 @@ class MCPTestServer:
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None and not self._task.done():
-            self._server.should_exit = True
-            self._server.force_exit = True
-            await self._task
+            await self.kill()
