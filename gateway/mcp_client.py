@@ -106,10 +106,13 @@ class Backoff:
 
     The n-th delay of a run of failures (n from 0) is drawn uniformly from [0, min(cap, first * 2**n)],
     so gateways that lost the same server do not come back to it in step, and a server that stays
-    down costs one attempt per ``cap`` at most. ``reset`` starts again from ``first``.
+    down costs two attempts per ``cap`` on average. ``reset`` starts again from ``first``.
 
-    >>> backoff = Backoff(first=1.0, cap=4.0)
-    >>> [(backoff.ceiling, 0 <= backoff.next() <= 4.0)[0] for _ in range(4)]
+    >>> backoff, ceilings = Backoff(first=1.0, cap=4.0), []
+    >>> for _ in range(4):
+    ...     ceilings.append(backoff.ceiling)
+    ...     assert 0 <= backoff.next() <= ceilings[-1]
+    >>> ceilings
     [1.0, 2.0, 4.0, 4.0]
     """
 
