@@ -7,7 +7,7 @@ route answers 403, so no handler has to ask whether MCP is on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import orjson
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from .mcp_client import MCPConnection
 
 __all__ = ["MCP"]
+
+log = logging.getLogger("polyrelay")
+
+# Shutdown waits this long for the connection tasks; each ends within mcp_client.STOP_GRACE (1 s).
+CLOSE_TIMEOUT = 2.0
 
 
 class MCP:
@@ -46,6 +51,7 @@ class MCP:
             request_timeout=settings.mcp_request_timeout,
             reconnect=settings.mcp_enable_reconnect,
             reconnect_interval=settings.mcp_reconnect_interval,
+            reconnect_max_interval=settings.mcp_reconnect_max_interval,
             polling=settings.mcp_polling_enabled,
             polling_interval=settings.mcp_polling_interval,
             polling_timeout=settings.mcp_polling_timeout,
@@ -67,11 +73,18 @@ class MCP:
         self._tasks = [asyncio.create_task(c.run(), name=f"mcp:{c.name}") for c in self.connections]
 
     async def close(self) -> None:
+        """Cancel the connection tasks and wait for them, CLOSE_TIMEOUT at most: a server never holds
+        up the gateway's shutdown."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if not self._tasks:
+            return
+        done, pending = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT)
+        for task in pending:
+            log.warning("%s did not end within %.0fs; shutdown goes on without it.", task.get_name(), CLOSE_TIMEOUT)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning("%s had failed: %r", task.get_name(), exc)
 
     async def list_tools(self, request: Request) -> Response:
         if not self.expose:

@@ -389,7 +389,20 @@ SETTINGS: tuple[Var, ...] = (
         "true",
         "Reconnect to servers that are down or dropped, in the background.",
     ),
-    Var("MCP_RECONNECT_INTERVAL", "mcp_reconnect_interval", parse_duration, "30s", "Wait between reconnects."),
+    Var(
+        "MCP_RECONNECT_INTERVAL",
+        "mcp_reconnect_interval",
+        parse_duration,
+        "30s",
+        "Ceiling of the first reconnection delay; it doubles per failure, with full jitter.",
+    ),
+    Var(
+        "MCP_RECONNECT_MAX_INTERVAL",
+        "mcp_reconnect_max_interval",
+        parse_duration,
+        "5m",
+        "Ceiling of every reconnection delay.",
+    ),
     Var(
         "MCP_POLLING_ENABLED",
         "mcp_polling_enabled",
@@ -455,6 +468,7 @@ class Settings:
     mcp_max_result_bytes: int = 65536
     mcp_enable_reconnect: bool = True
     mcp_reconnect_interval: float = 30.0
+    mcp_reconnect_max_interval: float = 300.0
     mcp_polling_enabled: bool = True
     mcp_polling_interval: float = 30.0
     mcp_polling_timeout: float = 5.0

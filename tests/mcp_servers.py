@@ -1,12 +1,13 @@
 """Real MCP servers for the tests, built with the SDK's ``MCPServer`` and served by uvicorn on
 loopback: streamable HTTP (stateful or stateless) or the older HTTP+SSE transport. Their tools add,
-echo, fail, sleep and return a large result; ``tools/list`` comes in pages of two."""
+echo, fail, sleep and return a large result; ``tools/list`` comes in pages of two. ``stall`` names
+HTTP methods (``DELETE``) or MCP methods (``tools/list``) the server takes in and never answers."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import anyio
@@ -15,11 +16,18 @@ from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import INVALID_PARAMS
+from sse_starlette.sse import AppStatus
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PAGE = 2
 TOKEN = "mcp-server-secret"
+
+# The SDK's SSE responses (sse_starlette) end when "the" uvicorn server exits, found through the
+# process's SIGTERM handler: here, the last gateway a test started. Every gateway stopped by a test
+# would cut the streams of every MCP test server (and the sessions of the other gateways) with it.
+# These servers end their streams themselves, in kill() and stop().
+AppStatus.disable_automatic_graceful_drain()
 
 
 async def paginated(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -40,8 +48,19 @@ async def paginated(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any
     return page
 
 
-def build(prefix: str = "") -> MCPServer:
-    server = MCPServer("test-tools", version="1.0", log_level="CRITICAL", middleware=[paginated])
+Hold = Callable[[str], Awaitable[None]]
+
+
+async def _no_hold(method: str) -> None:
+    return None
+
+
+def build(prefix: str = "", hold: Hold = _no_hold) -> MCPServer:
+    async def stalling(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        await hold(ctx.method)
+        return await call_next(ctx)
+
+    server = MCPServer("test-tools", version="1.0", log_level="CRITICAL", middleware=[stalling, paginated])
 
     @server.tool(name=f"{prefix}add")
     def add(a: int, b: int) -> int:
@@ -72,11 +91,12 @@ def build(prefix: str = "") -> MCPServer:
     return server
 
 
-def _guard(app: ASGIApp, seen: list[bytes], token: bool) -> ASGIApp:
+def _guard(app: ASGIApp, seen: list[bytes], token: bool, hold: Hold) -> ASGIApp:
     """Record every Authorization header received; with ``token``, refuse requests without ours."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            await hold(scope["method"])
             authorization = dict(scope["headers"]).get(b"authorization", b"")
             seen.append(authorization)
             if token and authorization != f"Bearer {TOKEN}".encode():
@@ -90,25 +110,30 @@ def _guard(app: ASGIApp, seen: list[bytes], token: bool) -> ASGIApp:
 class MCPTestServer:
     """One server; ``kill`` drops every connection at once, ``start`` again on the same port."""
 
-    def __init__(self, kind: str, *, prefix: str = "", token: bool = False) -> None:
-        self.kind, self.prefix, self.token = kind, prefix, token
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+    def __init__(
+        self, kind: str, *, prefix: str = "", token: bool = False, stall: Collection[str] = (), port: int = 0
+    ) -> None:
+        self.kind, self.prefix, self.token, self.stall = kind, prefix, token, set(stall)
+        self.stalled = asyncio.Event()  # set once a request to stall has come in
+        if not port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}" + ("/sse" if kind == "sse" else "/mcp")
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.authorizations: list[bytes] = []
 
     async def start(self) -> MCPTestServer:
-        server = build(self.prefix)
+        server = build(self.prefix, self._hold)
         if self.kind == "sse":
             app = server.sse_app()
         else:
             app = server.streamable_http_app(
                 stateless_http=self.kind == "stateless", json_response=self.kind == "stateless"
             )
-        app = _guard(app, self.authorizations, self.token)
+        app = _guard(app, self.authorizations, self.token, self._hold)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, log_level="critical", lifespan="on"
         )
@@ -119,6 +144,11 @@ class MCPTestServer:
                 self._task.result()
             await asyncio.sleep(0.01)
         return self
+
+    async def _hold(self, method: str) -> None:
+        if method in self.stall:
+            self.stalled.set()
+            await asyncio.Event().wait()  # until the server is stopped
 
     async def kill(self) -> None:
         assert self._server is not None and self._task is not None
@@ -131,6 +161,4 @@ class MCPTestServer:
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None and not self._task.done():
-            self._server.should_exit = True
-            self._server.force_exit = True
-            await self._task
+            await self.kill()

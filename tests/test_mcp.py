@@ -40,6 +40,7 @@ def mcp_env(servers: dict[str, MCPTestServer], **extra: str) -> dict[str, str]:
         "MCP_SERVER_HEADERS": json.dumps({"main": {"Authorization": f"Bearer {TOKEN}"}}),
         "MCP_REQUEST_TIMEOUT": "1s",
         "MCP_RECONNECT_INTERVAL": "200ms",
+        "MCP_RECONNECT_MAX_INTERVAL": "1s",
         "MCP_POLLING_INTERVAL": "200ms",
         "MCP_POLLING_TIMEOUT": "1s",
         "MCP_MAX_RESULT_BYTES": "1000",
