@@ -318,7 +318,7 @@ class TranslatingAdapter(Adapter):
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
-        body = orjson.dumps(self.encode(request))
+        body = orjson.dumps(self.encode(self.conformed(request)))
         response = await self.http.request(
             "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts
         )

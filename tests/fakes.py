@@ -131,8 +131,8 @@ class FakeProviders:
         local = tail.removeprefix(prefix) if tail.startswith(prefix) else None
         if local == spec.models_path and request.method == "GET":
             return web.json_response(_model_page(spec.models_format, request.query))
-        if spec.adapter != "openai" and local is not None:
-            answer = await PROTOCOLS[spec.adapter].handle(request, local, body)
+        if spec.adapter != "openai":  # native protocols match their full real paths (/v1/messages...)
+            answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
             if answer is not None:
                 return answer
         elif local == spec.chat_path and request.method == "POST":

@@ -59,26 +59,74 @@ async def sse(request: web.Request, events: Iterator[bytes], *, cut: bool = Fals
 # -- Anthropic -----------------------------------------------------------------------------------
 
 
+# Which sampling fields Anthropic's models take, as the API enforces it (written out here, not read
+# from the registry, so a wrong registry rule fails the tests): Claude 3 all three; Claude 4 up to
+# 4.6 all but temperature and top_p together; every later model (and the scenario names) none.
+CLAUDE_ALL_SAMPLING = re.compile(r"claude-(3|2|instant)\b.*")
+CLAUDE_4 = re.compile(r"claude-(opus|sonnet|haiku)-4(-[0156])?(-\d{8}|-latest)?")
+TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's content as blocks: the API takes a string for one text block."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
 class Anthropic:
-    """``POST /messages``: checked with ``anthropic.types.MessageCreateParams*``."""
+    """``POST /v1/messages``: checked with ``anthropic.types.MessageCreateParams*``, then with the
+    rules the API adds (sampling fields per model, tool-use ids and their results)."""
 
     def __init__(self) -> None:
         from anthropic.types.message_create_params import MessageCreateParamsBase, MessageCreateParamsNonStreaming
 
-        self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream"}
+        # The SDK's types are API version 2026-10-21's, which removed the sampling fields; the
+        # gateway speaks 2023-06-01 (its registry header), where the models that take them do.
+        self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream", *self.SAMPLING}
         self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
+        self.sampling = pydantic.TypeAdapter(dict[str, float])
+
+    SAMPLING = ("temperature", "top_p", "top_k")
 
     def validate(self, body: dict[str, Any]) -> str | None:
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
         try:
-            force(self.adapter.validate_python({k: v for k, v in body.items() if k != "stream"}))
+            force(self.adapter.validate_python({k: v for k, v in body.items() if k not in ("stream", *self.SAMPLING)}))
+            self.sampling.validate_python({k: body[k] for k in self.SAMPLING if k in body}, strict=True)
+            if "top_k" in body:
+                pydantic.TypeAdapter(int).validate_python(body["top_k"], strict=True)
         except pydantic.ValidationError as exc:
             return str(exc)
         roles = [m["role"] for m in body["messages"]]
         if any(a == b for a, b in itertools.pairwise(roles)) or roles[:1] != ["user"]:
             return f"roles must alternate starting with user: {roles}"
+        return None
+
+    def refusal(self, body: dict[str, Any]) -> str | None:
+        """What the API answers 400 to beyond the types, in its words."""
+        model = str(body["model"])
+        sampling = [f for f in ("temperature", "top_p", "top_k") if f in body]
+        if CLAUDE_ALL_SAMPLING.fullmatch(model) is None:
+            if CLAUDE_4.fullmatch(model) is None and sampling:
+                return f"`{sampling[0]}` is deprecated for this model."
+            if "temperature" in body and "top_p" in body:
+                return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+        if not 0 <= body.get("temperature", 0) <= 1:
+            return "temperature: range: 0..1"
+        called: set[str] = set()
+        for index, message in enumerate(body["messages"]):
+            for block_index, block in enumerate(_blocks(message["content"])):
+                where = f"messages.{index}.content.{block_index}"
+                if block["type"] == "tool_use":
+                    if TOOL_USE_ID.fullmatch(block["id"]) is None:
+                        return f"{where}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+                    called.add(block["id"])
+                if block["type"] == "tool_result" and block["tool_use_id"] not in called:
+                    return (
+                        f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: {block['tool_use_id']}. "
+                        "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )
         return None
 
     def error(self, status: int, message: str) -> web.Response:
@@ -98,9 +146,13 @@ class Anthropic:
             from .fakes import agent_turn
 
             first = next(
-                b["text"] for m in body["messages"] if m["role"] == "user" for b in m["content"] if b["type"] == "text"
+                b["text"]
+                for m in body["messages"]
+                if m["role"] == "user"
+                for b in _blocks(m["content"])
+                if b["type"] == "text"
             )
-            last = body["messages"][-1]["content"]
+            last = _blocks(body["messages"][-1]["content"])
             results = [str(b["content"]) for b in last if b["type"] == "tool_result"]
             turn = sum(m["role"] == "assistant" for m in body["messages"])
             calls, text = agent_turn(model, first, results, turn)
@@ -119,12 +171,13 @@ class Anthropic:
                 {"type": "tool_use", "id": f"toolu_{i}", "name": t["name"], "input": ARGS} for i, t in enumerate(tools)
             ]
             return calls, "tool_use"
-        if any("JSON object" in block["text"] for block in body.get("system", [])):
+        if any("JSON object" in block["text"] for block in _blocks(body.get("system", []))):
             return [{"type": "text", "text": orjson.dumps(ARGS).decode()}], "end_turn"
-        last = body["messages"][-1]["content"]
+        last = _blocks(body["messages"][-1]["content"])
         results = [b for b in last if b["type"] == "tool_result"]
         if results:
-            text = f"Tool said: {results[-1]['content']}"
+            said = results[-1].get("content", "")
+            text = f"Tool said: {said if isinstance(said, str) else ' '.join(b.get('text', '') for b in said)}"
         else:
             images = sum(b["type"] == "image" for b in last)
             text = "You said: " + " ".join(b["text"] for b in last if b["type"] == "text")
@@ -135,12 +188,15 @@ class Anthropic:
         return blocks, "end_turn"
 
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
-        if path != "/messages" or request.method != "POST":
+        if path != "/v1/messages" or request.method != "POST":
             return None
         body = orjson.loads(raw)
         problem = self.validate(body)
         if problem:
             return self.error(422, f"request does not match the Anthropic SDK types: {problem}")
+        refusal = self.refusal(body)
+        if refusal:
+            return self.error(400, refusal)
         model = body["model"]
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake anthropic refused with {model}")
@@ -231,8 +287,9 @@ class Anthropic:
 
 
 class Google:
-    """``POST /models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``, checked with
-    the ``google-genai`` SDK's types (which refuse unknown fields)."""
+    """``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse`` (and
+    the same under ``/v1``), checked with the ``google-genai`` SDK's types as they read JSON (they
+    refuse unknown fields and bytes that are not base64)."""
 
     SIGNATURE = "c2lnbmF0dXJlLW9mLXRoZS1jYWxs"  # what the fake signs its calls with (base64)
 
@@ -248,16 +305,18 @@ class Google:
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
+        # Parsed from JSON, as the API reads it: bytes fields (thoughtSignature, inlineData.data)
+        # must be base64 there, which validating the decoded dict would not check.
         try:
-            contents = [t.Content.model_validate(c) for c in body["contents"]]
+            contents = [t.Content.model_validate_json(orjson.dumps(c)) for c in body["contents"]]
             if "systemInstruction" in body:
-                t.Content.model_validate(body["systemInstruction"])
+                t.Content.model_validate_json(orjson.dumps(body["systemInstruction"]))
             for tool in body.get("tools", []):
-                t.Tool.model_validate(tool)
+                t.Tool.model_validate_json(orjson.dumps(tool))
             if "toolConfig" in body:
-                t.ToolConfig.model_validate(body["toolConfig"])
+                t.ToolConfig.model_validate_json(orjson.dumps(body["toolConfig"]))
             if "generationConfig" in body:
-                t.GenerationConfig.model_validate(body["generationConfig"])
+                t.GenerationConfig.model_validate_json(orjson.dumps(body["generationConfig"]))
         except pydantic.ValidationError as exc:
             return str(exc)
         if any(c.role not in ("user", "model") for c in contents):
@@ -310,7 +369,8 @@ class Google:
         return parts
 
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
-        match = re.fullmatch(r"/models/([^:]+):(generateContent|streamGenerateContent)", path)
+        # The API serves both versions; v1 is the stable surface, v1beta the one with every feature.
+        match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):(generateContent|streamGenerateContent)", path)
         if match is None or request.method != "POST":
             return None
         model, action = match.groups()
