@@ -16,6 +16,7 @@ conversation is still accepted.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,6 +69,7 @@ _MIME_BY_EXTENSION = {
     "heif": "image/heif",
 }
 _DROPPED_SCHEMA_KEYS = ("$schema",)
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")  # standard or URL-safe, as the API accepts both
 
 
 class GoogleAdapter(TranslatingAdapter):
@@ -255,8 +257,11 @@ def _call_id(signature: str | None) -> str:
 
 
 def _signature_of(call_id: str) -> str | None:
+    """The signature a Gemini call id carries; None for other ids, even with a "~" in them (what
+    follows it must read as base64, as the API will read it)."""
     _, separator, signature = call_id.partition(SIGNATURE_SEPARATOR)
-    return signature if separator and signature else None
+    readable = _BASE64.fullmatch(signature) and len(signature.rstrip("=")) % 4 != 1
+    return signature if separator and readable else None
 
 
 def _usage(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ async def sse(request: web.Request, events: Iterator[bytes], *, cut: bool = Fals
 # 4.6 all but temperature and top_p together; every later model (and the scenario names) none.
 CLAUDE_ALL_SAMPLING = re.compile(r"claude-(3|2|instant)\b.*")
 CLAUDE_4 = re.compile(r"claude-(opus|sonnet|haiku)-4(-[0156])?(-\d{8}|-latest)?")
-TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]+")
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -121,6 +121,8 @@ class Anthropic:
                 if block["type"] == "tool_use":
                     if TOOL_USE_ID.fullmatch(block["id"]) is None:
                         return f"{where}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+                    if len(block["id"]) > 64:
+                        return f"{where}.tool_use.id: String should have at most 64 characters"
                     called.add(block["id"])
                 if block["type"] == "tool_result" and block["tool_use_id"] not in called:
                     return (
