@@ -195,7 +195,9 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     key = f"key-{spec.id}"
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
         return _error(401, "Incorrect API key provided.")
-    if spec.auth not in ("bearer", "none") and request.headers.get(spec.auth) != key:
+    # Google also takes its key as ?key=, which its curl examples use.
+    query_key = request.query.get("key") if spec.auth == "x-goog-api-key" else None
+    if spec.auth not in ("bearer", "none") and key not in (request.headers.get(spec.auth), query_key):
         return _error(401, f"missing or wrong {spec.auth}")
     for name, value in spec.headers.items():
         if request.headers.get(name) != value:

@@ -299,11 +299,42 @@ class Google:
         from google.genai import types
 
         self.types = types
-        self.fields = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings"}
+        self.fields = {
+            "contents",
+            "systemInstruction",
+            "tools",
+            "toolConfig",
+            "generationConfig",
+            "safetySettings",
+            "cachedContent",
+        }
         self.requests: list[dict[str, Any]] = []
+
+    @staticmethod
+    def camel(body: dict[str, Any]) -> dict[str, Any]:
+        """Top-level keys as camelCase: the API takes proto field names either way (Google's own
+        curl examples write ``system_instruction``)."""
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in body.items()}
+
+    def normalized(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A valid request as the SDK writes it (camelCase, base64 bytes), for the scenarios to read."""
+        t = self.types
+        kinds = {"systemInstruction": t.Content, "toolConfig": t.ToolConfig, "generationConfig": t.GenerationConfig}
+
+        def dump(kind: type[pydantic.BaseModel], value: Any) -> Any:
+            return kind.model_validate_json(orjson.dumps(value)).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+
+        out = {**body, "contents": [dump(t.Content, c) for c in body["contents"]]}
+        out.update({k: dump(kind, body[k]) for k, kind in kinds.items() if k in body})
+        if "tools" in body:
+            out["tools"] = [dump(t.Tool, tool) for tool in body["tools"]]
+        return out
 
     def validate(self, body: dict[str, Any]) -> str | None:
         t = self.types
+        body = self.camel(body)
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
@@ -321,7 +352,7 @@ class Google:
                 t.GenerationConfig.model_validate_json(orjson.dumps(body["generationConfig"]))
         except pydantic.ValidationError as exc:
             return str(exc)
-        if any(c.role not in ("user", "model") for c in contents):
+        if any(c.role not in ("user", "model", None) for c in contents):  # no role: a user turn
             return "roles must be user or model"
         for content in contents:  # a model step's first call carries our signature or the placeholder
             calls = [p for p in content.parts or [] if p.function_call]
@@ -376,10 +407,11 @@ class Google:
         if match is None or request.method != "POST":
             return None
         model, action = match.groups()
-        body = orjson.loads(raw)
+        body = self.camel(orjson.loads(raw))
         problem = self.validate(body)
         if problem:
             return self.error(400, f"request does not match the google-genai types: {problem}")
+        body = self.normalized(body)
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
         if model == "blocked":

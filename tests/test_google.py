@@ -58,6 +58,7 @@ def test_generation_config_and_tools() -> None:
     body = encode(
         temperature=0.3,
         top_p=0.8,
+        top_k=20,
         max_completion_tokens=64,
         stop="END",
         seed=7,
@@ -72,6 +73,7 @@ def test_generation_config_and_tools() -> None:
     assert body["generationConfig"] == {
         "temperature": 0.3,
         "topP": 0.8,
+        "topK": 20,
         "seed": 7,
         "presencePenalty": 0.1,
         "frequencyPenalty": 0.2,
