@@ -18,7 +18,6 @@ published examples. Each validates the request it gets against the provider's of
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -99,9 +98,20 @@ class Anthropic:
         except pydantic.ValidationError as exc:
             return str(exc)
         roles = [m["role"] for m in body["messages"]]
-        if any(a == b for a, b in itertools.pairwise(roles)) or roles[:1] != ["user"]:
-            return f"roles must alternate starting with user: {roles}"
+        if roles[:1] != ["user"]:
+            return f"the first message must use the user role: {roles}"
         return None
+
+    @staticmethod
+    def turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation as the API sees it: consecutive messages of one role are one turn."""
+        out: list[dict[str, Any]] = []
+        for message in messages:
+            if out and out[-1]["role"] == message["role"]:
+                out[-1]["content"] += _blocks(message["content"])
+            else:
+                out.append({"role": message["role"], "content": _blocks(message["content"])})
+        return out
 
     def refusal(self, body: dict[str, Any]) -> str | None:
         """What the API answers 400 to beyond the types, in its words."""
@@ -114,6 +124,9 @@ class Anthropic:
                 return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
         if not 0 <= body.get("temperature", 0) <= 1:
             return "temperature: range: 0..1"
+        later = CLAUDE_ALL_SAMPLING.fullmatch(model) is None and CLAUDE_4.fullmatch(model) is None
+        if later and body["messages"][-1]["role"] == "assistant":  # models after Opus 4.6 dropped prefill
+            return "Prefilling assistant messages is not supported for this model."
         called: set[str] = set()
         for index, message in enumerate(body["messages"]):
             for block_index, block in enumerate(_blocks(message["content"])):
@@ -199,6 +212,7 @@ class Anthropic:
         refusal = self.refusal(body)
         if refusal:
             return self.error(400, refusal)
+        body = {**body, "messages": self.turns(body["messages"])}
         model = body["model"]
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake anthropic refused with {model}")

@@ -66,3 +66,17 @@ async def test_google_genai_sdk_through_the_proxy(gateway: str, version: str) ->
     client = genai.Client(api_key="caller-key", http_options=options)
     answer = await client.aio.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert answer.text == "You said: hi"
+
+
+async def test_anthropic_takes_consecutive_turns_of_one_role(gateway: str) -> None:
+    """The API combines them into one turn (its reference says so), so the fake does too."""
+    client = anthropic.AsyncAnthropic(base_url=gateway + ANTHROPIC, api_key="caller-key", max_retries=0)
+    answer = await client.messages.create(
+        model="claude-sonnet-5",
+        max_tokens=64,
+        messages=[
+            {"role": "user", "content": "first"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}]},
+        ],
+    )
+    assert [b.text for b in answer.content if b.type == "text"] == ["You said: first second"]
