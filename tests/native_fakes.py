@@ -352,6 +352,8 @@ class Google:
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
+        if not body.get("contents"):
+            return "* GenerateContentRequest.contents: contents is not specified"
         # Parsed from JSON, as the API reads it: bytes fields (thoughtSignature, inlineData.data)
         # must be base64 there, which validating the decoded dict would not check.
         try:

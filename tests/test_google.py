@@ -166,8 +166,11 @@ def test_the_fake_really_checks_requests_with_the_sdk_types() -> None:
     fake = PROTOCOLS["google"]
     assert fake.validate({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}) is None
     assert fake.validate({"contents": [{"role": "user", "parts": [{"txt": "hi"}]}]})
-    assert fake.validate({"contents": [], "generationConfig": {"max_tokens": 3}})
-    assert fake.validate({"contents": [], "model": "x"})
+    contents = [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert "max_tokens" in str(fake.validate({"contents": contents, "generationConfig": {"max_tokens": 3}}))
+    assert "unknown fields ['model']" in str(fake.validate({"contents": contents, "model": "x"}))
+    assert "contents is not specified" in str(fake.validate({"contents": []}))
+    assert fake.validate({"contents": [{"parts": [{"text": "hi"}]}], "system_instruction": {"parts": []}}) is None
 
 
 @pytest.mark.parametrize("stream", [False, True])
