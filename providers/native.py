@@ -2,7 +2,8 @@
 
 A translating adapter says how to encode a request (``encode``), decode an answer (``decode``), and
 translate a stream (``translator``: native SSE events in, OpenAI chunk dicts out); this base does
-the HTTP, the error mapping and the SSE framing.
+the HTTP, the error mapping and the SSE framing. ``encode`` gets the request already conformed to
+the registry's rules (``Adapter.conformed``: sampling fields per model, tool-call ids).
 
     class MyAdapter(TranslatingAdapter):
         def url(self, request): ...

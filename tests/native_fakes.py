@@ -13,6 +13,11 @@ published examples. Each validates the request it gets against the provider's of
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
     blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
     midstream-error   (Gemini) a stream that starts, then carries an error event
+
+Real model names (``claude-3-haiku-20240307``, ``gemini-2.5-flash``...) act as echo. Beyond the
+SDK types, each fake refuses with the provider's own 400 what the real API refuses and the types do
+not say (Anthropic: sampling fields per model, tool-use ids, results without a call; Gemini:
+thoughtSignature that is not base64 or not the call's), and accepts what the real API accepts.
 """
 
 from __future__ import annotations
