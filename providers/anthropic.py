@@ -2,8 +2,10 @@
 
 Requests: system and developer messages become the top-level ``system`` blocks, in order; tool
 results become ``tool_result`` blocks of a user turn; turns of one role are merged (Anthropic wants
-them alternating); fields Anthropic has no counterpart for are dropped. ``response_format`` with a
-JSON schema is served by a forced tool whose input is the answer, returned as the message content.
+them alternating); fields Anthropic has no counterpart for are dropped, and so are the sampling
+fields the model does not take (the registry's ``sampling`` rules, applied before ``encode``).
+``response_format`` with a JSON schema is served by a forced tool whose input is the answer,
+returned as the message content.
 Answers and streams come back as OpenAI completions and chunks, with stable tool-call indexes.
 """
 
@@ -92,6 +94,9 @@ def encode_request(request: ChatRequest, default_max_tokens: int) -> dict[str, A
         body["temperature"] = min(max(float(temperature), 0.0), 1.0)  # OpenAI's range is 0..2
     if isinstance(payload.get("top_p"), int | float):
         body["top_p"] = payload["top_p"]
+    top_k = payload.get("top_k")  # not OpenAI's, but some clients send it
+    if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+        body["top_k"] = top_k
     if isinstance(payload.get("user"), str):
         body["metadata"] = {"user_id": payload["user"]}
     tools = [_tool(t) for t in function_tools(payload.get("tools"))]

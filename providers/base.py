@@ -24,6 +24,7 @@ from .errors import UpstreamStatusError, UpstreamUnreachable
 from .model_lists import FORMATS, ModelInfo, list_models
 from .redact import MIN_SECRET_LENGTH, Redactor
 from .registry import Provider
+from .sampling import sampled
 from .transport import HttpClient, Timeouts, UpstreamResponse
 
 __all__ = ["Adapter", "AdapterOptions", "AdapterTimeouts", "ChatRequest", "EventStream", "ModelInfo", "upstream_error"]
@@ -109,6 +110,21 @@ class Adapter(ABC):
         }
         self._models_url = provider.endpoint(provider.spec.models_path)
         self._models_format = FORMATS[provider.spec.models_format]
+        self._sampling = provider.spec.sampling
+        self._tool_ids = provider.spec.tool_call_ids
+
+    def conformed(self, request: ChatRequest) -> ChatRequest:
+        """The request as this provider takes it (OpenAI-shaped still): the sampling fields its
+        model refuses dropped, tool-call ids made to fit its rule. The same request when nothing
+        must change; a changed one is a shallow copy (messages copied only where an id changes)."""
+        payload = sampled(request.payload, self._sampling, request.model)
+        if self._tool_ids is not None:
+            messages = self._tool_ids.conform_messages(payload["messages"])
+            if messages is not None:
+                payload = {**payload, "messages": messages}
+        if payload is request.payload:
+            return request
+        return ChatRequest(payload, request.model, request.stream)
 
     async def list_models(self) -> list[ModelInfo]:
         """The provider's models, read page by page from its native list format."""

@@ -87,6 +87,9 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
         body["temperature"] = payload["temperature"]  # Cohere takes any non-negative value, as OpenAI
     if _is_number(payload.get("top_p")):
         body["p"] = min(max(float(payload["top_p"]), 0.01), 0.99)  # Cohere's documented range
+    top_k = payload.get("top_k")  # not OpenAI's, but some clients send it
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        body["k"] = min(max(top_k, 0), 500)  # Cohere's documented range
     if isinstance(payload.get("seed"), int) and not isinstance(payload["seed"], bool):
         body["seed"] = payload["seed"]
     for key in ("frequency_penalty", "presence_penalty"):

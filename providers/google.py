@@ -9,11 +9,14 @@ Thought signatures: Gemini 3 signs the function calls of a turn and wants each s
 the same part in the next request. The gateway carries a signature inside the tool call's id
 (``call_<hex>~<signature>``), which every client echoes back verbatim, and restores it from there.
 Calls that carry none (made by another model, or written by the client) get Google's documented
-placeholder so the conversation is still accepted.
+placeholder (``skip_thought_signature_validator``, base64-encoded like every bytes field) so the
+conversation is still accepted.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,7 +56,9 @@ FINISH_REASONS = {
     "MODEL_ARMOR": "content_filter",
 }
 SIGNATURE_SEPARATOR = "~"
-PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"  # Google's documented "no signature" value
+# Google's documented value for a call it did not sign. ``thoughtSignature`` is bytes, which JSON
+# carries as base64 (as google-genai writes it): the literal string would be read as other bytes.
+PLACEHOLDER_SIGNATURE = base64.b64encode(b"skip_thought_signature_validator").decode()
 _MIME_BY_EXTENSION = {
     "png": "image/png",
     "jpg": "image/jpeg",
@@ -64,6 +69,7 @@ _MIME_BY_EXTENSION = {
     "heif": "image/heif",
 }
 _DROPPED_SCHEMA_KEYS = ("$schema",)
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")  # standard or URL-safe, as the API accepts both
 
 
 class GoogleAdapter(TranslatingAdapter):
@@ -121,6 +127,7 @@ def _generation_config(payload: dict[str, Any]) -> dict[str, Any]:
     for source, target in (
         ("temperature", "temperature"),
         ("top_p", "topP"),
+        ("top_k", "topK"),
         ("seed", "seed"),
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
@@ -250,8 +257,11 @@ def _call_id(signature: str | None) -> str:
 
 
 def _signature_of(call_id: str) -> str | None:
+    """The signature a Gemini call id carries; None for other ids, even with a "~" in them (what
+    follows it must read as base64, as the API will read it)."""
     _, separator, signature = call_id.partition(SIGNATURE_SEPARATOR)
-    return signature if separator and signature else None
+    readable = _BASE64.fullmatch(signature) and len(signature.rstrip("=")) % 4 != 1
+    return signature if separator and readable else None
 
 
 def _usage(metadata: dict[str, Any]) -> dict[str, Any]:

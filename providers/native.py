@@ -2,7 +2,8 @@
 
 A translating adapter says how to encode a request (``encode``), decode an answer (``decode``), and
 translate a stream (``translator``: native SSE events in, OpenAI chunk dicts out); this base does
-the HTTP, the error mapping and the SSE framing.
+the HTTP, the error mapping and the SSE framing. ``encode`` gets the request already conformed to
+the registry's rules (``Adapter.conformed``: sampling fields per model, tool-call ids).
 
     class MyAdapter(TranslatingAdapter):
         def url(self, request): ...
@@ -318,7 +319,7 @@ class TranslatingAdapter(Adapter):
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
-        body = orjson.dumps(self.encode(request))
+        body = orjson.dumps(self.encode(self.conformed(request)))
         response = await self.http.request(
             "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts, redactor=self.redactor
         )

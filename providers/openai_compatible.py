@@ -13,6 +13,7 @@ import orjson
 
 from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
+from .sampling import sampled
 from .sse import DONE, SSEDecoder
 from .transport import UpstreamResponse
 
@@ -35,7 +36,7 @@ class OpenAICompatibleAdapter(Adapter):
 
     def _encode(self, request: ChatRequest) -> bytes:
         """The client's JSON with the provider's model name; copied only when something must change."""
-        payload = request.payload
+        payload = sampled(request.payload, self._sampling, request.model)
         n = payload.get("n")
         if self._max_choices is not None and isinstance(n, int) and n > self._max_choices:
             raise InvalidRequest(
@@ -51,7 +52,14 @@ class OpenAICompatibleAdapter(Adapter):
                 for m in payload["messages"]
             ]
             payload = {**payload, "messages": messages}
-        return orjson.dumps(payload)
+        body = orjson.dumps(payload)
+        # Only a request that carries tool calls can hold an id to fix: a byte search finds out
+        # (a false hit costs one walk of the messages); a fix costs a second encoding.
+        if self._tool_ids is not None and b'"tool_call' in body:
+            conformed = self._tool_ids.conform_messages(payload["messages"])
+            if conformed is not None:
+                body = orjson.dumps({**payload, "messages": conformed})
+        return body
 
     async def chat(self, request: ChatRequest) -> bytes:
         response = await self.http.request(

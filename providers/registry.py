@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .sampling import SamplingRule, parse_rules
+from .tool_ids import ToolCallIds, parse_rule
+
 __all__ = ["AUTH_TYPES", "Provider", "ProviderSpec", "RegistryError", "default_registry_path", "load_registry"]
 
 AUTH_TYPES = ("bearer", "x-api-key", "x-goog-api-key", "none")
@@ -49,6 +52,10 @@ class ProviderSpec:
     drop_message_params: tuple[str, ...] = ()
     # The most choices (n) the provider returns; a larger n is refused with a clear 400.
     max_choices: int | None = None
+    # Which sampling fields each model takes (first matching rule wins), and the tool-call ids it
+    # accepts; both empty for providers with no such limits.
+    sampling: tuple[SamplingRule, ...] = ()
+    tool_call_ids: ToolCallIds | None = None
     docs: str = ""
 
     @property
@@ -144,6 +151,8 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         "drop_params",
         "drop_message_params",
         "max_choices",
+        "sampling",
+        "tool_call_ids",
         "docs",
     }
     unknown = set(entry) - known
@@ -169,6 +178,11 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
     models_format = str(models.get("format", "openai"))
     if models_format not in FORMATS:
         raise RegistryError(f"{where}: 'models.format' must be one of {', '.join(FORMATS)}.")
+    try:
+        sampling = parse_rules(entry.get("sampling"), where)
+        tool_call_ids = parse_rule(entry.get("tool_call_ids"), where)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     return ProviderSpec(
         id=pid,
         url=url,
@@ -181,5 +195,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         drop_params=tuple(entry.get("drop_params") or ()),
         drop_message_params=tuple(entry.get("drop_message_params") or ()),
         max_choices=entry.get("max_choices"),
+        sampling=sampling,
+        tool_call_ids=tool_call_ids,
         docs=str(entry.get("docs", "")),
     )

@@ -27,6 +27,7 @@ What a chat answer does is chosen by the requested model name:
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,12 +147,15 @@ class FakeProviders:
             if self.quote_keys:
                 _add_model(page, spec.models_format, f"model-{received_key(request)}")
             return web.json_response(page)
-        if spec.adapter != "openai" and local is not None:
-            answer = await PROTOCOLS[spec.adapter].handle(request, local, body)
+        if spec.adapter != "openai":  # native protocols match their full real paths (/v1/messages...)
+            answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
             if answer is not None:
                 return answer
         elif local == spec.chat_path and request.method == "POST":
-            return await self._chat(request, orjson.loads(body))
+            payload = orjson.loads(body)
+            if (refused := _refused_tool_call_ids(spec.id, payload)) is not None:
+                return refused
+            return await self._chat(request, payload)
         return await _proxy_target(request, tail, body)
 
     async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
@@ -214,7 +218,9 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     key = fake_key(spec.id)
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
         return _error(401, "Incorrect API key provided.")
-    if spec.auth not in ("bearer", "none") and request.headers.get(spec.auth) != key:
+    # Google also takes its key as ?key=, which its curl examples use.
+    query_key = request.query.get("key") if spec.auth == "x-goog-api-key" else None
+    if spec.auth not in ("bearer", "none") and key not in (request.headers.get(spec.auth), query_key):
         return _error(401, f"missing or wrong {spec.auth}")
     for name, value in spec.headers.items():
         if request.headers.get(name) != value:
@@ -222,13 +228,60 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     return None
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+# Tool-call ids the providers refuse, written out here (not read from the registry) so a wrong
+# registry rule fails the tests: OpenAI caps them at 40 characters, Mistral wants exactly 9 letters
+# and digits. Every provider wants a tool result to answer a call made before it.
+MISTRAL_TOOL_CALL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+def _refused_tool_call_ids(pid: str, payload: dict[str, Any]) -> web.Response | None:
+    called: set[str] = set()
+    for index, message in enumerate(payload.get("messages") or []):
+        ids = [
+            (f"messages[{index}].tool_calls[{i}].id", c.get("id"))
+            for i, c in enumerate(message.get("tool_calls") or [])
+        ]
+        if message.get("role") == "tool":
+            if message.get("tool_call_id") not in called:
+                return _error(
+                    400,
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
+                    "'tool_calls'.",
+                    param=f"messages[{index}].role",
+                )
+            ids.append((f"messages[{index}].tool_call_id", message["tool_call_id"]))
+        for where, call_id in ids:
+            call_id = str(call_id)
+            if pid == "openai" and where.endswith(".id") and len(call_id) > 40:
+                return _error(
+                    400,
+                    f"Invalid '{where}': string too long. Expected a string with maximum length 40, but got a "
+                    f"string with length {len(call_id)} instead.",
+                    param=where,
+                    code="string_above_max_length",
+                )
+            if pid == "mistral" and MISTRAL_TOOL_CALL_ID.fullmatch(call_id) is None:
+                body = {
+                    "object": "error",
+                    "message": f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9.",
+                    "type": "invalid_function_call",
+                    "param": None,
+                    "code": "3280",
+                }
+                return web.json_response(body, status=400)
+            called.add(call_id)
+    return None
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, *, param: str | None = None, code: str = ""
+) -> web.Response:
     body = {
         "error": {
             "message": message,
             "type": "invalid_request_error" if status < 500 else "server_error",
-            "code": f"fake_{status}",
-            "param": None,
+            "code": code or f"fake_{status}",
+            "param": param,
         }
     }
     return web.json_response(body, status=status, headers=headers)

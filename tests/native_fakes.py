@@ -17,12 +17,16 @@ published examples. Each validates the request it gets against the provider's of
                       each event that quotes it in two TCP writes cut mid-key
     leak-error        a 429 whose message and Retry-After quote the credential; streaming, one event
                       then the protocol's in-stream error quoting it
+
+Real model names (``claude-3-haiku-20240307``, ``gemini-2.5-flash``...) act as echo. Beyond the
+SDK types, each fake refuses with the provider's own 400 what the real API refuses and the types do
+not say (Anthropic: sampling fields per model, tool-use ids, results without a call; Gemini:
+thoughtSignature that is not base64 or not the call's), and accepts what the real API accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -90,26 +94,90 @@ async def sse(
 # -- Anthropic -----------------------------------------------------------------------------------
 
 
+# Which sampling fields Anthropic's models take, as the API enforces it (written out here, not read
+# from the registry, so a wrong registry rule fails the tests): Claude 3 all three; Claude 4 up to
+# 4.6 all but temperature and top_p together; every later model (and the scenario names) none.
+CLAUDE_ALL_SAMPLING = re.compile(r"claude-(3|2|instant)\b.*")
+CLAUDE_4 = re.compile(r"claude-(opus|sonnet|haiku)-4(-[0156])?(-\d{8}|-latest)?")
+TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's content as blocks: the API takes a string for one text block."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
 class Anthropic:
-    """``POST /messages``: checked with ``anthropic.types.MessageCreateParams*``."""
+    """``POST /v1/messages``: checked with ``anthropic.types.MessageCreateParams*``, then with the
+    rules the API adds (sampling fields per model, tool-use ids and their results)."""
 
     def __init__(self) -> None:
         from anthropic.types.message_create_params import MessageCreateParamsBase, MessageCreateParamsNonStreaming
 
-        self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream"}
+        # The SDK's types are API version 2026-10-21's, which removed the sampling fields; the
+        # gateway speaks 2023-06-01 (its registry header), where the models that take them do.
+        self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream", *self.SAMPLING}
         self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
+        self.sampling = pydantic.TypeAdapter(dict[str, float])
+
+    SAMPLING = ("temperature", "top_p", "top_k")
 
     def validate(self, body: dict[str, Any]) -> str | None:
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
         try:
-            force(self.adapter.validate_python({k: v for k, v in body.items() if k != "stream"}))
+            force(self.adapter.validate_python({k: v for k, v in body.items() if k not in ("stream", *self.SAMPLING)}))
+            self.sampling.validate_python({k: body[k] for k in self.SAMPLING if k in body}, strict=True)
+            if "top_k" in body:
+                pydantic.TypeAdapter(int).validate_python(body["top_k"], strict=True)
         except pydantic.ValidationError as exc:
             return str(exc)
         roles = [m["role"] for m in body["messages"]]
-        if any(a == b for a, b in itertools.pairwise(roles)) or roles[:1] != ["user"]:
-            return f"roles must alternate starting with user: {roles}"
+        if roles[:1] != ["user"]:
+            return f"the first message must use the user role: {roles}"
+        return None
+
+    @staticmethod
+    def turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation as the API sees it: consecutive messages of one role are one turn."""
+        out: list[dict[str, Any]] = []
+        for message in messages:
+            if out and out[-1]["role"] == message["role"]:
+                out[-1]["content"] += _blocks(message["content"])
+            else:
+                out.append({"role": message["role"], "content": _blocks(message["content"])})
+        return out
+
+    def refusal(self, body: dict[str, Any]) -> str | None:
+        """What the API answers 400 to beyond the types, in its words."""
+        model = str(body["model"])
+        sampling = [f for f in ("temperature", "top_p", "top_k") if f in body]
+        if CLAUDE_ALL_SAMPLING.fullmatch(model) is None:
+            if CLAUDE_4.fullmatch(model) is None and sampling:
+                return f"`{sampling[0]}` is deprecated for this model."
+            if "temperature" in body and "top_p" in body:
+                return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+        if not 0 <= body.get("temperature", 0) <= 1:
+            return "temperature: range: 0..1"
+        later = CLAUDE_ALL_SAMPLING.fullmatch(model) is None and CLAUDE_4.fullmatch(model) is None
+        if later and body["messages"][-1]["role"] == "assistant":  # models after Opus 4.6 dropped prefill
+            return "Prefilling assistant messages is not supported for this model."
+        called: set[str] = set()
+        for index, message in enumerate(body["messages"]):
+            for block_index, block in enumerate(_blocks(message["content"])):
+                where = f"messages.{index}.content.{block_index}"
+                if block["type"] == "tool_use":
+                    if TOOL_USE_ID.fullmatch(block["id"]) is None:
+                        return f"{where}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+                    if len(block["id"]) > 64:
+                        return f"{where}.tool_use.id: String should have at most 64 characters"
+                    called.add(block["id"])
+                if block["type"] == "tool_result" and block["tool_use_id"] not in called:
+                    return (
+                        f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: {block['tool_use_id']}. "
+                        "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )
         return None
 
     def error(self, status: int, message: str, retry_after: str = "9") -> web.Response:
@@ -129,9 +197,13 @@ class Anthropic:
             from .fakes import agent_turn
 
             first = next(
-                b["text"] for m in body["messages"] if m["role"] == "user" for b in m["content"] if b["type"] == "text"
+                b["text"]
+                for m in body["messages"]
+                if m["role"] == "user"
+                for b in _blocks(m["content"])
+                if b["type"] == "text"
             )
-            last = body["messages"][-1]["content"]
+            last = _blocks(body["messages"][-1]["content"])
             results = [str(b["content"]) for b in last if b["type"] == "tool_result"]
             turn = sum(m["role"] == "assistant" for m in body["messages"])
             calls, text = agent_turn(model, first, results, turn)
@@ -150,12 +222,13 @@ class Anthropic:
                 {"type": "tool_use", "id": f"toolu_{i}", "name": t["name"], "input": ARGS} for i, t in enumerate(tools)
             ]
             return calls, "tool_use"
-        if any("JSON object" in block["text"] for block in body.get("system", [])):
+        if any("JSON object" in block["text"] for block in _blocks(body.get("system", []))):
             return [{"type": "text", "text": orjson.dumps(ARGS).decode()}], "end_turn"
-        last = body["messages"][-1]["content"]
+        last = _blocks(body["messages"][-1]["content"])
         results = [b for b in last if b["type"] == "tool_result"]
         if results:
-            text = f"Tool said: {results[-1]['content']}"
+            said = results[-1].get("content", "")
+            text = f"Tool said: {said if isinstance(said, str) else ' '.join(b.get('text', '') for b in said)}"
         else:
             images = sum(b["type"] == "image" for b in last)
             text = "You said: " + " ".join(b["text"] for b in last if b["type"] == "text")
@@ -166,12 +239,16 @@ class Anthropic:
         return blocks, "end_turn"
 
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
-        if path != "/messages" or request.method != "POST":
+        if path != "/v1/messages" or request.method != "POST":
             return None
         body = orjson.loads(raw)
         problem = self.validate(body)
         if problem:
             return self.error(422, f"request does not match the Anthropic SDK types: {problem}")
+        refusal = self.refusal(body)
+        if refusal:
+            return self.error(400, refusal)
+        body = {**body, "messages": self.turns(body["messages"])}
         model = body["model"]
         said = received_credential(request)
         if model.startswith("error-"):
@@ -268,8 +345,9 @@ class Anthropic:
 
 
 class Google:
-    """``POST /models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``, checked with
-    the ``google-genai`` SDK's types (which refuse unknown fields)."""
+    """``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse`` (and
+    the same under ``/v1``), checked with the ``google-genai`` SDK's types as they read JSON (they
+    refuse unknown fields and bytes that are not base64)."""
 
     SIGNATURE = "c2lnbmF0dXJlLW9mLXRoZS1jYWxs"  # what the fake signs its calls with (base64)
 
@@ -277,27 +355,62 @@ class Google:
         from google.genai import types
 
         self.types = types
-        self.fields = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings"}
+        self.fields = {
+            "contents",
+            "systemInstruction",
+            "tools",
+            "toolConfig",
+            "generationConfig",
+            "safetySettings",
+            "cachedContent",
+        }
         self.requests: list[dict[str, Any]] = []
+
+    @staticmethod
+    def camel(body: dict[str, Any]) -> dict[str, Any]:
+        """Top-level keys as camelCase: the API takes proto field names either way (Google's own
+        curl examples write ``system_instruction``)."""
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in body.items()}
+
+    def normalized(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A valid request as the SDK writes it (camelCase, base64 bytes), for the scenarios to read."""
+        t = self.types
+        kinds = {"systemInstruction": t.Content, "toolConfig": t.ToolConfig, "generationConfig": t.GenerationConfig}
+
+        def dump(kind: type[pydantic.BaseModel], value: Any) -> Any:
+            return kind.model_validate_json(orjson.dumps(value)).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+
+        out = {**body, "contents": [dump(t.Content, c) for c in body["contents"]]}
+        out.update({k: dump(kind, body[k]) for k, kind in kinds.items() if k in body})
+        if "tools" in body:
+            out["tools"] = [dump(t.Tool, tool) for tool in body["tools"]]
+        return out
 
     def validate(self, body: dict[str, Any]) -> str | None:
         t = self.types
+        body = self.camel(body)
         unknown = set(body) - self.fields
         if unknown:
             return f"unknown fields {sorted(unknown)}"
+        if not body.get("contents"):
+            return "* GenerateContentRequest.contents: contents is not specified"
+        # Parsed from JSON, as the API reads it: bytes fields (thoughtSignature, inlineData.data)
+        # must be base64 there, which validating the decoded dict would not check.
         try:
-            contents = [t.Content.model_validate(c) for c in body["contents"]]
+            contents = [t.Content.model_validate_json(orjson.dumps(c)) for c in body["contents"]]
             if "systemInstruction" in body:
-                t.Content.model_validate(body["systemInstruction"])
+                t.Content.model_validate_json(orjson.dumps(body["systemInstruction"]))
             for tool in body.get("tools", []):
-                t.Tool.model_validate(tool)
+                t.Tool.model_validate_json(orjson.dumps(tool))
             if "toolConfig" in body:
-                t.ToolConfig.model_validate(body["toolConfig"])
+                t.ToolConfig.model_validate_json(orjson.dumps(body["toolConfig"]))
             if "generationConfig" in body:
-                t.GenerationConfig.model_validate(body["generationConfig"])
+                t.GenerationConfig.model_validate_json(orjson.dumps(body["generationConfig"]))
         except pydantic.ValidationError as exc:
             return str(exc)
-        if any(c.role not in ("user", "model") for c in contents):
+        if any(c.role not in ("user", "model", None) for c in contents):  # no role: a user turn
             return "roles must be user or model"
         for content in contents:  # a model step's first call carries our signature or the placeholder
             calls = [p for p in content.parts or [] if p.function_call]
@@ -347,15 +460,17 @@ class Google:
         return parts
 
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
-        match = re.fullmatch(r"/models/([^:]+):(generateContent|streamGenerateContent)", path)
+        # The API serves both versions; v1 is the stable surface, v1beta the one with every feature.
+        match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):(generateContent|streamGenerateContent)", path)
         if match is None or request.method != "POST":
             return None
         model, action = match.groups()
-        body = orjson.loads(raw)
+        body = self.camel(orjson.loads(raw))
         problem = self.validate(body)
         if problem:
             return self.error(400, f"request does not match the google-genai types: {problem}")
         said = received_credential(request)
+        body = self.normalized(body)
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
         if model == "leak-error" and action == "generateContent":

@@ -67,6 +67,7 @@ def test_sampling_fields() -> None:
         stop="END",
         temperature=1.7,
         top_p=0.9,
+        top_k=7,
         user="u-1",
         seed=3,
         frequency_penalty=0.5,
@@ -75,7 +76,7 @@ def test_sampling_fields() -> None:
         logit_bias={"1": 2},
     )
     assert body["max_tokens"] == 50 and body["stop_sequences"] == ["END"] and body["temperature"] == 1.0
-    assert body["top_p"] == 0.9 and body["metadata"] == {"user_id": "u-1"}
+    assert body["top_p"] == 0.9 and body["top_k"] == 7 and body["metadata"] == {"user_id": "u-1"}
     assert not {"seed", "frequency_penalty", "presence_penalty", "logprobs", "logit_bias"} & set(body)
     assert encode()["max_tokens"] == 4096 and encode(stop=["a", "b"])["stop_sequences"] == ["a", "b"]
 

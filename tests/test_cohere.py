@@ -45,6 +45,7 @@ def test_sampling_fields() -> None:
         stop="END",
         temperature=0.4,
         top_p=1,
+        top_k=900,
         seed=5,
         frequency_penalty=-1,
         presence_penalty=0.5,
@@ -59,6 +60,7 @@ def test_sampling_fields() -> None:
         "stop_sequences": ["END"],
         "temperature": 0.4,
         "p": 0.99,
+        "k": 500,
         "seed": 5,
         "presence_penalty": 0.5,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -57,6 +58,7 @@ def test_generation_config_and_tools() -> None:
     body = encode(
         temperature=0.3,
         top_p=0.8,
+        top_k=20,
         max_completion_tokens=64,
         stop="END",
         seed=7,
@@ -71,6 +73,7 @@ def test_generation_config_and_tools() -> None:
     assert body["generationConfig"] == {
         "temperature": 0.3,
         "topP": 0.8,
+        "topK": 20,
         "seed": 7,
         "presencePenalty": 0.1,
         "frequencyPenalty": 0.2,
@@ -163,8 +166,11 @@ def test_the_fake_really_checks_requests_with_the_sdk_types() -> None:
     fake = PROTOCOLS["google"]
     assert fake.validate({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}) is None
     assert fake.validate({"contents": [{"role": "user", "parts": [{"txt": "hi"}]}]})
-    assert fake.validate({"contents": [], "generationConfig": {"max_tokens": 3}})
-    assert fake.validate({"contents": [], "model": "x"})
+    contents = [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert "max_tokens" in str(fake.validate({"contents": contents, "generationConfig": {"max_tokens": 3}}))
+    assert "unknown fields ['model']" in str(fake.validate({"contents": contents, "model": "x"}))
+    assert "contents is not specified" in str(fake.validate({"contents": []}))
+    assert fake.validate({"contents": [{"parts": [{"text": "hi"}]}], "system_instruction": {"parts": []}}) is None
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -242,3 +248,44 @@ async def test_key_header_and_openai_style_url(gateway_with: GatewayFactory, fak
     assert [m.id for m in models.data] == ["google/model-a", "google/model-b"]
     sent = fake.last_post("google")
     assert sent.headers["x-goog-api-key"] == "key-google" and "authorization" not in sent.headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_calls_gemini_did_not_sign_get_the_placeholder_it_reads(
+    client: openai.AsyncOpenAI, fake: FakeProviders, stream: bool
+) -> None:
+    """Calls made by another model or written by the client (ids with no signature, or with a "~"
+    that is no base64 signature) go with the placeholder, base64-encoded: the fake reads
+    thoughtSignature as bytes from base64, as the API does, and refuses a first call without it."""
+    calls = [
+        {"id": "toolu_01A", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
+        {"id": "mine~not base64!", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]
+    history = [
+        *HELLO,
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "toolu_01A", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "mine~not base64!", "content": "noon"},
+    ]
+    answer = await client.chat.completions.create(model="google/echo", messages=history, stream=stream)  # type: ignore[call-overload]
+    if stream:
+        text = "".join([c.choices[0].delta.content or "" async for c in answer if c.choices])
+    else:
+        text = answer.choices[0].message.content
+    assert text == "Tool said: noon"
+    parts = fake.last_post("google").json["contents"][1]["parts"]
+    assert parts[0]["thoughtSignature"] == base64.b64encode(b"skip_thought_signature_validator").decode()
+    assert "thoughtSignature" not in parts[1]
+
+
+def test_the_fake_reads_thought_signatures_as_base64_bytes() -> None:
+    fake = PROTOCOLS["google"]
+
+    def step(signature: str) -> dict[str, Any]:
+        call = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": signature}
+        return {"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [call]}]}
+
+    assert fake.validate(step(PLACEHOLDER_SIGNATURE)) is None
+    assert fake.validate(step(fake.SIGNATURE)) is None
+    assert "thought signature" in str(fake.validate(step("skip_thought_signature_validator")))
+    assert "base64" in str(fake.validate(step("sig~nature")))
