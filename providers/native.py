@@ -25,6 +25,7 @@ import orjson
 
 from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
+from .json_codec import check_integers, dump_json
 from .sse import SSEDecoder, parse_event
 from .transport import UpstreamResponse
 
@@ -184,9 +185,11 @@ def json_arguments(arguments: Any, where: str) -> Any:
     if not arguments:
         return {}
     try:
-        return orjson.loads(arguments)
+        value = orjson.loads(arguments)
     except (orjson.JSONDecodeError, TypeError):
         raise InvalidRequest(f"{where} is not valid JSON.", param=where) from None
+    check_integers(arguments.encode() if isinstance(arguments, str) else arguments)
+    return value
 
 
 DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
@@ -318,7 +321,7 @@ class TranslatingAdapter(Adapter):
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
-        body = orjson.dumps(self.encode(request))
+        body = dump_json(self.encode(request))
         response = await self.http.request(
             "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts
         )

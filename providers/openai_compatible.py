@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import orjson
-
 from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
+from .json_codec import dump_json
 from .sse import DONE, SSEDecoder
 from .transport import UpstreamResponse
 
@@ -51,7 +50,7 @@ class OpenAICompatibleAdapter(Adapter):
                 for m in payload["messages"]
             ]
             payload = {**payload, "messages": messages}
-        return orjson.dumps(payload)
+        return dump_json(payload)
 
     async def chat(self, request: ChatRequest) -> bytes:
         response = await self.http.request(
