@@ -194,6 +194,13 @@ SETTINGS: tuple[Var, ...] = (
         "10485760",
         "Largest request body in bytes; larger ones get 413.",
     ),
+    Var(
+        "STREAM_MAX_EVENT_SIZE",
+        "stream_max_event_size",
+        parse_int,
+        "8388608",
+        "Largest stream event in bytes read from a provider; a larger one ends the stream with a 502 error event.",
+    ),
     Var("SERVER_TLS_CERT_PATH", "server_tls_cert_path", str, "", "PEM certificate: serve HTTPS when set with the key."),
     Var("SERVER_TLS_KEY_PATH", "server_tls_key_path", str, "", "PEM private key for SERVER_TLS_CERT_PATH."),
     Var("CLIENT_TIMEOUT", "client_timeout", parse_duration, "30s", "Longest non-streaming upstream call, end to end."),
@@ -364,6 +371,7 @@ class Settings:
     server_write_timeout: float = 30.0
     server_idle_timeout: float = 120.0
     server_max_request_body_size: int = 10 * 1024 * 1024
+    stream_max_event_size: int = 8 * 1024 * 1024
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
     client_timeout: float = 30.0

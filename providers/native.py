@@ -312,8 +312,8 @@ class TranslatingAdapter(Adapter):
         body = await response.read()
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnreachable(f"{self.provider.id}: the answer is not JSON.") from exc
+        except orjson.JSONDecodeError:
+            raise self._not_json(response, body, "a chat answer") from None
         return orjson.dumps(self.decode(data, request))
 
     async def stream(self, request: ChatRequest) -> EventStream:
@@ -328,7 +328,7 @@ class TranslatingAdapter(Adapter):
         return await self._checked(response)
 
     async def _translate(self, response: UpstreamResponse, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.options.max_event_size)
         async for chunk in response.iter_chunks():
             out = translate_events(translator, decoder.feed(chunk))
             if out:

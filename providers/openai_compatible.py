@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from .base import Adapter, ChatRequest, EventStream
+import orjson
+
+from .base import Adapter, ChatRequest, EventStream, looks_like_json_object
 from .errors import InvalidRequest, UpstreamUnreachable
 from .json_codec import dump_json
 from .sse import DONE, SSEDecoder
@@ -61,7 +63,10 @@ class OpenAICompatibleAdapter(Adapter):
             timeouts=self.options.timeouts.chat,
         )
         await self._checked(response)
-        return await response.read()
+        body = await response.read()
+        if not looks_like_json_object(body):
+            raise self._not_json(response, body, "a chat completion")
+        return body
 
     async def stream(self, request: ChatRequest) -> EventStream:
         response = await self.http.request(
@@ -72,18 +77,65 @@ class OpenAICompatibleAdapter(Adapter):
             timeouts=self.options.timeouts.stream,
         )
         await self._checked(response)
-        return EventStream(response, _relay(response))
+        decoder = SSEDecoder(self.options.max_event_size)
+        return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
 
 
-async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
+class _Ending:
+    """Whether a stream that closed without ``[DONE]`` had finished anyway: every choice sent its
+    ``finish_reason`` and, when the client asked for it, the usage chunk came.
+
+    With one choice (nearly every stream) these are in the last two events, read only when the
+    stream closes that way: nothing per event. With ``n`` > 1 a choice may finish long before the
+    others, so each event gets one byte search, and the few with a finish reason are parsed.
+    """
+
+    __slots__ = ("choices", "finished", "usage_due")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        n = payload.get("n")
+        self.choices = n if type(n) is int and n > 1 else 1
+        self.finished: set[int] = set()
+        options = payload.get("stream_options")
+        self.usage_due = isinstance(options, dict) and options.get("include_usage") is True
+
+    def see(self, event: bytes) -> None:
+        at = event.find(b'"finish_reason":')
+        if at >= 0 and (event[at + 16 : at + 17] == b'"' or event[at + 16 : at + 18] == b' "'):
+            self.read(event)
+
+    def read(self, event: bytes) -> None:
+        _, _, data = event.partition(b"data:")
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                index = choice.get("index")
+                self.finished.add(index if isinstance(index, int) else 0)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage_due = False
+
+    def complete(self, last: tuple[bytes, bytes]) -> bool:
+        for event in last:
+            if event:
+                self.read(event)
+        return len(self.finished) >= self.choices and not self.usage_due
+
+
+async def _relay(response: UpstreamResponse, decoder: SSEDecoder, ending: _Ending) -> AsyncGenerator[bytes, None]:
     """The provider's events, as they arrive and unchanged, up to its ``[DONE]``.
 
     Each upstream chunk yields the events it completed as one piece, so one read becomes one write.
-    A stream that ends without ``[DONE]`` was cut off, unless it ended with an error event (then
-    that event already told the client).
+    A stream that ends without ``[DONE]`` was cut off, unless every choice had finished (and the
+    usage came, when asked for) or it ended with an error event (that event told the client).
     """
-    decoder = SSEDecoder()
     errored = False
+    last = (b"", b"")  # the last two events: where one choice's finish and the usage are
+    see = ending.see if ending.choices > 1 else None
     async for chunk in response.iter_chunks():
         out: list[bytes] = []
         for event in decoder.feed(chunk):
@@ -92,6 +144,9 @@ async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
                     yield b"".join(out)
                 return
             errored = errored or event.startswith(_ERROR_EVENT)
+            if see is not None:
+                see(event)
+            last = (last[1], event)
             out.append(event + b"\n\n")
         if out:
             yield b"".join(out)
@@ -99,8 +154,11 @@ async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
         if _is_done(event):
             return
         errored = errored or event.startswith(_ERROR_EVENT)
+        if see is not None:
+            see(event)
+        last = (last[1], event)
         yield event + b"\n\n"
-    if not errored:
+    if not errored and not ending.complete(last):
         raise UpstreamUnreachable("The provider's stream ended before it was complete.")
 
 
