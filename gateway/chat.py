@@ -90,7 +90,7 @@ def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' is required: a non-empty list of messages.", param="messages")
     for index, message in enumerate(messages):
-        _check_message(message, f"messages[{index}]")
+        _check_message(message, index)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be true or false.", param="stream")
@@ -102,64 +102,56 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 _ROLES = frozenset(ROLES)
 
 
-def _check_message(message: Any, where: str) -> None:
-    """One message's shape, as the spec's ``Message`` says; the parts' contents are the adapters' job."""
-    if not isinstance(message, dict):
-        raise InvalidRequest(f"{where} must be an object with a string 'role'.", param=where)
+def _check_message(message: Any, index: int) -> None:
+    """One message's shape, as the spec's ``Message`` says; the parts' contents are the adapters' job.
+    A valid message costs a few dict lookups; the field's path is written only for an error."""
+    if type(message) is not dict:
+        raise InvalidRequest(f"messages[{index}] must be an object with a string 'role'.", param=f"messages[{index}]")
     role = message.get("role")
     if type(role) is not str or role not in _ROLES:
-        raise InvalidRequest(
-            f"{where}.role must be one of {', '.join(ROLES)}; got {role!r}.",
-            param=f"{where}.role",
-            code="invalid_value",
-        )
+        raise _bad(index, "role", f"must be one of {', '.join(ROLES)}; got {role!r}", code="invalid_value")
     content = message.get("content")
     if content is not None and type(content) is not str:
         if type(content) is not list:
-            raise InvalidRequest(
-                f"{where}.content must be a string, null or a list of parts.", param=f"{where}.content"
-            )
+            raise _bad(index, "content", "must be a string, null or a list of parts")
         for i, part in enumerate(content):
             if type(part) is not dict or type(part.get("type")) is not str:
-                raise InvalidRequest(
-                    f"{where}.content[{i}] must be an object with a string 'type'.", param=f"{where}.content[{i}]"
-                )
+                raise _bad(index, f"content[{i}]", "must be an object with a string 'type'")
+    if len(message) == 2 and content is not None and role != "tool":
+        return  # role and content only: nothing else to look at
     name = message.get("name")
     if name is not None and type(name) is not str:
-        raise InvalidRequest(f"{where}.name must be a string.", param=f"{where}.name")
+        raise _bad(index, "name", "must be a string")
     calls = message.get("tool_calls")
     if calls is not None:
         if type(calls) is not list:
-            raise InvalidRequest(f"{where}.tool_calls must be a list of tool calls.", param=f"{where}.tool_calls")
+            raise _bad(index, "tool_calls", "must be a list of tool calls")
         for i, call in enumerate(calls):
-            _check_tool_call(call, f"{where}.tool_calls[{i}]")
+            _check_tool_call(call, index, f"tool_calls[{i}]")
     call_id = message.get("tool_call_id")
     if (role == "tool" or call_id is not None) and type(call_id) is not str:
-        raise InvalidRequest(
-            f"{where}.tool_call_id must be the string id of the tool call this message answers.",
-            param=f"{where}.tool_call_id",
-        )
+        raise _bad(index, "tool_call_id", "must be the string id of the tool call this message answers")
 
 
-def _check_tool_call(call: Any, where: str) -> None:
+def _check_tool_call(call: Any, index: int, where: str) -> None:
     if type(call) is not dict:
-        raise InvalidRequest(f"{where} must be an object with an id, a type and a function.", param=where)
+        raise _bad(index, where, "must be an object with an id, a type and a function")
     if type(call.get("id")) is not str:
-        raise InvalidRequest(f"{where}.id must be a string.", param=f"{where}.id")
+        raise _bad(index, f"{where}.id", "must be a string")
     if call.get("type") != "function":
-        raise InvalidRequest(f"{where}.type must be 'function'.", param=f"{where}.type")
+        raise _bad(index, f"{where}.type", "must be 'function'")
     function = call.get("function")
     if type(function) is not dict:
-        raise InvalidRequest(
-            f"{where}.function must be an object with a name and arguments.", param=f"{where}.function"
-        )
+        raise _bad(index, f"{where}.function", "must be an object with a name and arguments")
     if type(function.get("name")) is not str:
-        raise InvalidRequest(f"{where}.function.name must be a string.", param=f"{where}.function.name")
+        raise _bad(index, f"{where}.function.name", "must be a string")
     if type(function.get("arguments")) is not str:
-        raise InvalidRequest(
-            f'{where}.function.arguments must be a string of JSON, such as \'{{"city": "Paris"}}\'.',
-            param=f"{where}.function.arguments",
-        )
+        raise _bad(index, f"{where}.function.arguments", """must be a string of JSON, such as '{"city": "Paris"}'""")
+
+
+def _bad(index: int, field: str, problem: str, code: str | None = None) -> InvalidRequest:
+    where = f"messages[{index}].{field}"
+    return InvalidRequest(f"{where} {problem}.", param=where, code=code)
 
 
 def _has_image(messages: list[dict[str, Any]]) -> bool:
