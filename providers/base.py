@@ -177,8 +177,16 @@ def looks_like_json_object(body: bytes) -> bool:
     an answer relayed without parsing. HTML, an empty body and most truncations fail it."""
     if body[:1] == b"{" and body[-1:] == b"}":
         return True
-    body = body.strip()  # a copy, only for bodies with whitespace around (or not JSON)
-    return body[:1] == b"{" and body[-1:] == b"}"
+    # Whitespace around (a pretty-printed answer ends with a newline): skipped, not copied.
+    start, end = 0, len(body) - 1
+    while start <= end and body[start] in _WHITESPACE:
+        start += 1
+    while end > start and body[end] in _WHITESPACE:
+        end -= 1
+    return start < end and body[start] == 0x7B and body[end] == 0x7D  # { and }
+
+
+_WHITESPACE = b" \t\r\n"
 
 
 def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:
