@@ -146,7 +146,9 @@ class Adapter(ABC):
         """Headers the raw proxy injects: the provider's credential and fixed headers."""
         return self.provider.auth_headers()
 
-    def _not_json(self, response: UpstreamResponse, body: bytes, what: str) -> UpstreamInvalidAnswer:
+    def _not_json(
+        self, response: UpstreamResponse, body: bytes, what: str, expected: str = "JSON"
+    ) -> UpstreamInvalidAnswer:
         """The 502 for an answer that should have been JSON: what came instead, never a credential."""
         kind = response.headers.get("Content-Type") or "no content type"
         if body.strip():
@@ -157,9 +159,22 @@ class Adapter(ABC):
         else:
             said = f"an empty body ({kind})"
         return UpstreamInvalidAnswer(
-            f"{self.provider.id} answered HTTP {response.status} with {said} instead of JSON for {what}. "
+            f"{self.provider.id} answered HTTP {response.status} with {said} instead of {expected} for {what}. "
             f"Check that {self.provider.spec.env_prefix}_API_URL points at the provider's API."
         )
+
+    async def _checked_stream(self, response: UpstreamResponse) -> UpstreamResponse:
+        """A stream's answer, refused (502) when its type says it is a page or a JSON document, not
+        events: relayed, it would reach the client as garbage events. Other types pass (some servers
+        label their events loosely)."""
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith(("text/html", "application/json")):
+            try:
+                body = await response.read()
+            finally:
+                response.close()
+            raise self._not_json(response, body, "a stream", expected="an event stream")
+        return response
 
     async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
         if response.status < 400:

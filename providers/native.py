@@ -317,7 +317,7 @@ class TranslatingAdapter(Adapter):
         return orjson.dumps(self.decode(data, request))
 
     async def stream(self, request: ChatRequest) -> EventStream:
-        response = await self._post(request, self.options.timeouts.stream)
+        response = await self._checked_stream(await self._post(request, self.options.timeouts.stream))
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:

@@ -76,7 +76,7 @@ class OpenAICompatibleAdapter(Adapter):
             body=self._encode(request),
             timeouts=self.options.timeouts.stream,
         )
-        await self._checked(response)
+        await self._checked_stream(await self._checked(response))
         decoder = SSEDecoder(self.options.max_event_size)
         return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
 

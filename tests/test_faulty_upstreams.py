@@ -105,6 +105,9 @@ class FaultyProvider:
             choice = {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
             body = {"id": "c", "object": "chat.completion", "created": 1, "model": "ok", "choices": [choice]}
             return web.Response(body=b"\n  " + orjson.dumps(body) + b"\n", content_type="application/json")
+        if model == "json-to-a-stream":  # the stream flag ignored: one completion
+            choice = {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
+            return web.json_response({"id": "c", "object": "chat.completion", "choices": [choice]})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if model == "huge-event":
@@ -181,6 +184,18 @@ async def test_a_200_that_is_not_json_is_a_502(sdk: openai.AsyncOpenAI, model: s
     assert error["code"] == "upstream_invalid_response" and error["type"] == "api_error"
     assert error["message"].startswith("openai answered HTTP 200 with ") and said in error["message"]
     assert "OPENAI_API_URL" in error["message"] and "key-openai" not in error["message"]
+
+
+@pytest.mark.parametrize("model", ["html", "json-to-a-stream"])
+async def test_a_stream_answered_with_a_page_or_a_document_is_a_502(sdk: openai.AsyncOpenAI, model: str) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        await sdk.chat.completions.create(
+            model=f"openai/{model}", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    assert caught.value.status_code == 502
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "upstream_invalid_response"
+    assert "instead of an event stream" in error["message"]
 
 
 async def test_json_with_whitespace_around_still_passes(sdk: openai.AsyncOpenAI) -> None:
