@@ -18,6 +18,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from gateway import Settings
+from gateway.settings import SettingsError
+
 from .conftest import GatewayFactory
 
 EVENT_MIB = 20  # the oversized event's size
@@ -238,6 +241,11 @@ async def test_the_event_cap_is_a_setting(gateway_with: GatewayFactory, faulty: 
         with pytest.raises(openai.APIError, match="larger than 100 bytes"):
             async for _ in stream:
                 pass
+
+
+def test_an_event_cap_of_zero_is_refused_at_start() -> None:
+    with pytest.raises(SettingsError, match="STREAM_MAX_EVENT_SIZE"):
+        Settings.load({"STREAM_MAX_EVENT_SIZE": "0"})
 
 
 # -- streams that finish without [DONE] ------------------------------------------------------------
