@@ -59,7 +59,11 @@ def create_app(settings: Settings) -> Starlette:
             keepalive_timeout=settings.client_idle_conn_timeout,
         )
     )
-    options = AdapterOptions(adapter_timeouts(settings), default_max_tokens=settings.default_max_tokens)
+    options = AdapterOptions(
+        adapter_timeouts(settings),
+        default_max_tokens=settings.default_max_tokens,
+        max_event_size=settings.stream_max_event_size,
+    )
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     mcp = MCP.from_settings(settings)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from providers import Adapter, ChatRequest
 from providers.errors import InvalidRequest
+from providers.json_codec import load_json
 
 from .auth import identity_of
 from .body import read_body
@@ -79,10 +79,7 @@ class ChatEndpoint:
 
 def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any]:
     """The parsed request, or a 400 naming the first thing wrong with it."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     if routed_model:
@@ -94,14 +91,68 @@ def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' is required: a non-empty list of messages.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise InvalidRequest(
-                f"messages[{index}] must be an object with a string 'role'.", param=f"messages[{index}]"
-            )
+        _check_message(message, index)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be true or false.", param="stream")
     return payload
+
+
+# What openapi.yaml declares for a message (tests/test_contract.py holds the two together).
+ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLES = frozenset(ROLES)
+
+
+def _check_message(message: Any, index: int) -> None:
+    """One message's shape, as the spec's ``Message`` says; the parts' contents are the adapters' job.
+    A valid message costs a few dict lookups; the field's path is written only for an error."""
+    if type(message) is not dict:
+        raise InvalidRequest(f"messages[{index}] must be an object with a string 'role'.", param=f"messages[{index}]")
+    role = message.get("role")
+    if type(role) is not str or role not in _ROLES:
+        raise _bad(index, "role", f"must be one of {', '.join(ROLES)}; got {role!r}", code="invalid_value")
+    content = message.get("content")
+    if content is not None and type(content) is not str:
+        if type(content) is not list:
+            raise _bad(index, "content", "must be a string, null or a list of parts")
+        for i, part in enumerate(content):
+            if type(part) is not dict or type(part.get("type")) is not str:
+                raise _bad(index, f"content[{i}]", "must be an object with a string 'type'")
+    if len(message) == 2 and content is not None and role != "tool":
+        return  # role and content only: nothing else to look at
+    name = message.get("name")
+    if name is not None and type(name) is not str:
+        raise _bad(index, "name", "must be a string")
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if type(calls) is not list:
+            raise _bad(index, "tool_calls", "must be a list of tool calls")
+        for i, call in enumerate(calls):
+            _check_tool_call(call, index, f"tool_calls[{i}]")
+    call_id = message.get("tool_call_id")
+    if (role == "tool" or call_id is not None) and type(call_id) is not str:
+        raise _bad(index, "tool_call_id", "must be the string id of the tool call this message answers")
+
+
+def _check_tool_call(call: Any, index: int, where: str) -> None:
+    if type(call) is not dict:
+        raise _bad(index, where, "must be an object with an id, a type and a function")
+    if type(call.get("id")) is not str:
+        raise _bad(index, f"{where}.id", "must be a string")
+    if call.get("type") != "function":
+        raise _bad(index, f"{where}.type", "must be 'function'")
+    function = call.get("function")
+    if type(function) is not dict:
+        raise _bad(index, f"{where}.function", "must be an object with a name and arguments")
+    if type(function.get("name")) is not str:
+        raise _bad(index, f"{where}.function.name", "must be a string")
+    if type(function.get("arguments")) is not str:
+        raise _bad(index, f"{where}.function.arguments", """must be a string of JSON, such as '{"city": "Paris"}'""")
+
+
+def _bad(index: int, field: str, problem: str, code: str | None = None) -> InvalidRequest:
+    where = f"messages[{index}].{field}"
+    return InvalidRequest(f"{where} {problem}.", param=where, code=code)
 
 
 def _has_image(messages: list[dict[str, Any]]) -> bool:

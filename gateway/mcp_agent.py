@@ -26,6 +26,7 @@ import orjson
 
 from providers import Adapter, ChatRequest, EventStream
 from providers.sse import parse_event
+from providers.waiting import waiting
 
 from .mcp_tools import Toolbox, ToolResult
 
@@ -104,7 +105,8 @@ class Agent:
             except TimeoutError:
                 return ToolResult(f"{name} did not answer within {self.call_timeout:g}s.", is_error=True)
 
-        return list(await asyncio.gather(*(one(c) for c in calls)))
+        with waiting():  # the tools' time is not the gateway's overhead
+            return list(await asyncio.gather(*(one(c) for c in calls)))
 
     # -- JSON ------------------------------------------------------------------------------------
 

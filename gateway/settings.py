@@ -240,6 +240,13 @@ SETTINGS: tuple[Var, ...] = (
         "20s",
         "On SIGTERM, how long requests in flight may finish; streams still open then are ended with an error event.",
     ),
+    Var(
+        "STREAM_MAX_EVENT_SIZE",
+        "stream_max_event_size",
+        parse_int,
+        "8388608",
+        "Largest stream event in bytes read from a provider; a larger one ends the stream with a 502 error event.",
+    ),
     Var("SERVER_TLS_CERT_PATH", "server_tls_cert_path", str, "", "PEM certificate: serve HTTPS when set with the key."),
     Var("SERVER_TLS_KEY_PATH", "server_tls_key_path", str, "", "PEM private key for SERVER_TLS_CERT_PATH."),
     Var("CLIENT_TIMEOUT", "client_timeout", parse_duration, "30s", "Longest non-streaming upstream call, end to end."),
@@ -435,6 +442,7 @@ class Settings:
     server_read_header_timeout: float = 10.0
     server_max_connections: int = 0
     server_drain_timeout: float = 20.0
+    stream_max_event_size: int = 8 * 1024 * 1024
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
     client_timeout: float = 30.0
@@ -526,6 +534,8 @@ class Settings:
                 "AUTH_ENABLED=true needs a way to check callers: set AUTH_OIDC_ISSUER and AUTH_OIDC_CLIENT_ID, "
                 "or AUTH_API_KEYS (or auth.api_keys in the config file)."
             )
+        if self.stream_max_event_size < 1:
+            raise SettingsError("STREAM_MAX_EVENT_SIZE must be at least 1 byte (the default is 8388608, 8 MiB).")
         for provider in self.providers.values():
             if provider.configured and "{" in provider.url:
                 raise SettingsError(

@@ -1,7 +1,8 @@
 """``X-Gateway-Overhead-Ms``: the time a request spent in the gateway itself, on every answer.
 
-It is the time from the request's arrival to the answer's first byte, minus the time spent waiting
-on providers (see ``providers.transport.UPSTREAM_SECONDS``): parsing, checks, translation, relaying.
+It is the wall time from the request's arrival to the answer's first byte, minus the time during
+which the request was waiting on a provider or an MCP tool (``providers.waiting``: parallel waits,
+such as every provider's model list at once, count once): parsing, checks, translation, relaying.
 For a stream, it counts up to the first byte, which is where a gateway's cost shows.
 """
 
@@ -11,7 +12,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from providers.transport import UPSTREAM_SECONDS
+from providers.waiting import WAITS, WaitClock
 
 __all__ = ["OVERHEAD_HEADER", "OverheadHeader"]
 
@@ -19,6 +20,8 @@ OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 
 
 class OverheadHeader:
+    """Adds ``X-Gateway-Overhead-Ms`` to every HTTP answer (a plain ASGI middleware)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -27,16 +30,17 @@ class OverheadHeader:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        upstream = [0.0]
-        token = UPSTREAM_SECONDS.set(upstream)
+        clock = WaitClock()
+        token = WAITS.set(clock)
 
         async def send_with_overhead(message: Message) -> None:
             if message["type"] == "http.response.start":
-                overhead = (time.perf_counter() - started - upstream[0]) * 1000
+                now = time.perf_counter()
+                overhead = (now - started - clock.waited(now)) * 1000
                 message["headers"] = [*message.get("headers", ()), (OVERHEAD_HEADER, b"%.3f" % overhead)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_overhead)
         finally:
-            UPSTREAM_SECONDS.reset(token)
+            WAITS.reset(token)

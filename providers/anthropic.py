@@ -303,6 +303,14 @@ class AnthropicStream(StreamTranslator):
         self.tools = 0
         self.usage: dict[str, Any] = {}
         self.finish = "stop"
+        self.stopped = False  # a message_delta gave the stop reason (and the final usage)
+
+    def close(self) -> Iterable[dict[str, Any]]:
+        """A stream closed after the stop reason but before ``message_stop`` had said everything."""
+        if not self.stopped or self.complete:
+            return ()
+        self.complete = True
+        return self.writer.ending(self.finish, _usage(self.usage))
 
     def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
         message = orjson.loads(data)
@@ -340,6 +348,7 @@ class AnthropicStream(StreamTranslator):
         if kind == "message_delta":
             reason = (message.get("delta") or {}).get("stop_reason")
             if reason:
+                self.stopped = True
                 self.finish = FINISH_REASONS.get(reason, "stop")
                 if self.finish == "tool_calls" and self.tools == 0:
                     self.finish = "stop"

@@ -20,14 +20,24 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .errors import UpstreamStatusError, UpstreamUnreachable
+from .errors import UpstreamInvalidAnswer, UpstreamStatusError
 from .model_lists import FORMATS, ModelInfo, list_models
 from .redact import MIN_SECRET_LENGTH, Redactor
 from .registry import Provider
 from .sampling import sampled
+from .sse import DEFAULT_MAX_EVENT_SIZE
 from .transport import HttpClient, Timeouts, UpstreamResponse
 
-__all__ = ["Adapter", "AdapterOptions", "AdapterTimeouts", "ChatRequest", "EventStream", "ModelInfo", "upstream_error"]
+__all__ = [
+    "Adapter",
+    "AdapterOptions",
+    "AdapterTimeouts",
+    "ChatRequest",
+    "EventStream",
+    "ModelInfo",
+    "looks_like_json_object",
+    "upstream_error",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,8 @@ class AdapterOptions:
     timeouts: AdapterTimeouts
     # For protocols that require max_tokens (Anthropic's) when the client gives none.
     default_max_tokens: int = 4096
+    # The largest stream event read from a provider (STREAM_MAX_EVENT_SIZE).
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 @dataclass(slots=True)
@@ -135,10 +147,11 @@ class Adapter(ABC):
             "GET", url, headers=self._json_headers, timeouts=self.options.timeouts.models, redactor=self.redactor
         )
         await self._checked(response)
+        body = await response.read()
         try:
-            return orjson.loads(await response.read())
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnreachable(f"{self.provider.id}: the model list is not JSON.") from exc
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise self._not_json(response, body, "its model list") from None
 
     @abstractmethod
     async def chat(self, request: ChatRequest) -> bytes:
@@ -152,6 +165,36 @@ class Adapter(ABC):
         """Headers the raw proxy injects: the provider's credential and fixed headers."""
         return self.provider.auth_headers()
 
+    def _not_json(
+        self, response: UpstreamResponse, body: bytes, what: str, expected: str = "JSON"
+    ) -> UpstreamInvalidAnswer:
+        """The 502 for an answer that should have been JSON: what came instead, never a credential."""
+        kind = response.headers.get("Content-Type") or "no content type"
+        if body.strip():
+            start = body.strip()[:80].decode("utf-8", "replace")
+            if self.provider.api_key:
+                start = start.replace(self.provider.api_key, "***")
+            said = f"{len(body)} bytes of {kind} starting {start!r}"
+        else:
+            said = f"an empty body ({kind})"
+        return UpstreamInvalidAnswer(
+            f"{self.provider.id} answered HTTP {response.status} with {said} instead of {expected} for {what}. "
+            f"Check that {self.provider.spec.env_prefix}_API_URL points at the provider's API."
+        )
+
+    async def _checked_stream(self, response: UpstreamResponse) -> UpstreamResponse:
+        """A stream's answer, refused (502) when its type says it is a page or a JSON document, not
+        events: relayed, it would reach the client as garbage events. Other types pass (some servers
+        label their events loosely)."""
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith(("text/html", "application/json")):
+            try:
+                body = await response.read()
+            finally:
+                response.close()
+            raise self._not_json(response, body, "a stream", expected="an event stream")
+        return response
+
     async def _checked(self, response: UpstreamResponse) -> UpstreamResponse:
         if response.status < 400:
             return response
@@ -161,6 +204,23 @@ class Adapter(ABC):
             response.close()
         status = self.status_map.get(response.status, response.status)
         raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
+
+
+def looks_like_json_object(body: bytes) -> bool:
+    """Whether ``body`` starts with ``{`` and ends with ``}`` (around whitespace): the cheap check of
+    an answer relayed without parsing. HTML, an empty body and most truncations fail it."""
+    if body[:1] == b"{" and body[-1:] == b"}":
+        return True
+    # Whitespace around (a pretty-printed answer ends with a newline): skipped, not copied.
+    start, end = 0, len(body) - 1
+    while start <= end and body[start] in _WHITESPACE:
+        start += 1
+    while end > start and body[end] in _WHITESPACE:
+        end -= 1
+    return start < end and body[start] == 0x7B and body[end] == 0x7D  # { and }
+
+
+_WHITESPACE = b" \t\r\n"
 
 
 def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:

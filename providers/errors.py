@@ -11,6 +11,7 @@
     └── UpstreamError             an upstream call went wrong
         ├── UpstreamStatusError   the provider answered 4xx/5xx: its status and message are kept
         ├── UpstreamUnreachable   502: connection refused, reset, DNS, TLS, a broken stream
+        ├── UpstreamInvalidAnswer 502: an answer that is not what the protocol says (HTML, an oversized event)
         └── UpstreamTimeout       504: connect, read or total timeout
 
 Adapters raise these; the gateway turns any of them into
@@ -33,6 +34,7 @@ __all__ = [
     "PermissionDenied",
     "ServiceUnavailable",
     "UpstreamError",
+    "UpstreamInvalidAnswer",
     "UpstreamStatusError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
@@ -140,6 +142,11 @@ class UpstreamStatusError(UpstreamError):
 class UpstreamUnreachable(UpstreamError):
     status = 502
     code = "upstream_unreachable"
+
+
+class UpstreamInvalidAnswer(UpstreamError):
+    status = 502
+    code = "upstream_invalid_response"
 
 
 class UpstreamTimeout(UpstreamError):

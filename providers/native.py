@@ -26,6 +26,7 @@ import orjson
 
 from .base import Adapter, ChatRequest, EventStream
 from .errors import InvalidRequest, UpstreamUnreachable
+from .json_codec import check_integers, dump_json
 from .sse import SSEDecoder, parse_event
 from .transport import UpstreamResponse
 
@@ -185,9 +186,11 @@ def json_arguments(arguments: Any, where: str) -> Any:
     if not arguments:
         return {}
     try:
-        return orjson.loads(arguments)
+        value = orjson.loads(arguments)
     except (orjson.JSONDecodeError, TypeError):
         raise InvalidRequest(f"{where} is not valid JSON.", param=where) from None
+    check_integers(arguments.encode() if isinstance(arguments, str) else arguments)
+    return value
 
 
 DATA_URI = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.S)
@@ -310,23 +313,23 @@ class TranslatingAdapter(Adapter):
         body = await response.read()
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnreachable(f"{self.provider.id}: the answer is not JSON.") from exc
+        except orjson.JSONDecodeError:
+            raise self._not_json(response, body, "a chat answer") from None
         return orjson.dumps(self.decode(data, request))
 
     async def stream(self, request: ChatRequest) -> EventStream:
-        response = await self._post(request, self.options.timeouts.stream)
+        response = await self._checked_stream(await self._post(request, self.options.timeouts.stream))
         return EventStream(response, self._translate(response, self.translator(request, self.writer(request))))
 
     async def _post(self, request: ChatRequest, timeouts: Any) -> UpstreamResponse:
-        body = orjson.dumps(self.encode(self.conformed(request)))
+        body = dump_json(self.encode(self.conformed(request)))
         response = await self.http.request(
             "POST", self.url(request), headers=self._json_headers, body=body, timeouts=timeouts, redactor=self.redactor
         )
         return await self._checked(response)
 
     async def _translate(self, response: UpstreamResponse, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.options.max_event_size)
         async for chunk in response.iter_chunks():
             out = translate_events(translator, decoder.feed(chunk))
             if out:

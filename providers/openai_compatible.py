@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
-from .base import Adapter, ChatRequest, EventStream
+from .base import Adapter, ChatRequest, EventStream, looks_like_json_object
 from .errors import InvalidRequest, UpstreamUnreachable
+from .json_codec import dump_json
 from .sampling import sampled
 from .sse import DONE, SSEDecoder
 from .transport import UpstreamResponse
@@ -52,13 +53,13 @@ class OpenAICompatibleAdapter(Adapter):
                 for m in payload["messages"]
             ]
             payload = {**payload, "messages": messages}
-        body = orjson.dumps(payload)
+        body = dump_json(payload)
         # Only a request that carries tool calls can hold an id to fix: a byte search finds out
         # (a false hit costs one walk of the messages); a fix costs a second encoding.
         if self._tool_ids is not None and b'"tool_call' in body:
             conformed = self._tool_ids.conform_messages(payload["messages"])
             if conformed is not None:
-                body = orjson.dumps({**payload, "messages": conformed})
+                body = dump_json({**payload, "messages": conformed})
         return body
 
     async def chat(self, request: ChatRequest) -> bytes:
@@ -71,7 +72,10 @@ class OpenAICompatibleAdapter(Adapter):
             redactor=self.redactor,
         )
         await self._checked(response)
-        return await response.read()
+        body = await response.read()
+        if not looks_like_json_object(body):
+            raise self._not_json(response, body, "a chat completion")
+        return body
 
     async def stream(self, request: ChatRequest) -> EventStream:
         response = await self.http.request(
@@ -82,19 +86,66 @@ class OpenAICompatibleAdapter(Adapter):
             timeouts=self.options.timeouts.stream,
             redactor=self.redactor,
         )
-        await self._checked(response)
-        return EventStream(response, _relay(response))
+        await self._checked_stream(await self._checked(response))
+        decoder = SSEDecoder(self.options.max_event_size)
+        return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
 
 
-async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
+class _Ending:
+    """Whether a stream that closed without ``[DONE]`` had finished anyway: every choice sent its
+    ``finish_reason`` and, when the client asked for it, the usage chunk came.
+
+    With one choice (nearly every stream) these are in the last two events, read only when the
+    stream closes that way: nothing per event. With ``n`` > 1 a choice may finish long before the
+    others, so each event gets one byte search, and the few with a finish reason are parsed.
+    """
+
+    __slots__ = ("choices", "finished", "usage_due")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        n = payload.get("n")
+        self.choices = n if type(n) is int and n > 1 else 1
+        self.finished: set[int] = set()
+        options = payload.get("stream_options")
+        self.usage_due = isinstance(options, dict) and options.get("include_usage") is True
+
+    def see(self, event: bytes) -> None:
+        at = event.find(b'"finish_reason":')
+        if at >= 0 and (event[at + 16 : at + 17] == b'"' or event[at + 16 : at + 18] == b' "'):
+            self.read(event)
+
+    def read(self, event: bytes) -> None:
+        _, _, data = event.partition(b"data:")
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                index = choice.get("index")
+                self.finished.add(index if isinstance(index, int) else 0)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage_due = False
+
+    def complete(self, last: tuple[bytes, bytes]) -> bool:
+        for event in last:
+            if event:
+                self.read(event)
+        return len(self.finished) >= self.choices and not self.usage_due
+
+
+async def _relay(response: UpstreamResponse, decoder: SSEDecoder, ending: _Ending) -> AsyncGenerator[bytes, None]:
     """The provider's events, as they arrive and unchanged, up to its ``[DONE]``.
 
     Each upstream chunk yields the events it completed as one piece, so one read becomes one write.
-    A stream that ends without ``[DONE]`` was cut off, unless it ended with an error event (then
-    that event already told the client).
+    A stream that ends without ``[DONE]`` was cut off, unless every choice had finished (and the
+    usage came, when asked for) or it ended with an error event (that event told the client).
     """
-    decoder = SSEDecoder()
     errored = False
+    last = (b"", b"")  # the last two events: where one choice's finish and the usage are
+    see = ending.see if ending.choices > 1 else None
     async for chunk in response.iter_chunks():
         out: list[bytes] = []
         for event in decoder.feed(chunk):
@@ -103,6 +154,9 @@ async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
                     yield b"".join(out)
                 return
             errored = errored or event.startswith(_ERROR_EVENT)
+            if see is not None:
+                see(event)
+            last = (last[1], event)
             out.append(event + b"\n\n")
         if out:
             yield b"".join(out)
@@ -110,8 +164,11 @@ async def _relay(response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
         if _is_done(event):
             return
         errored = errored or event.startswith(_ERROR_EVENT)
+        if see is not None:
+            see(event)
+        last = (last[1], event)
         yield event + b"\n\n"
-    if not errored:
+    if not errored and not ending.complete(last):
         raise UpstreamUnreachable("The provider's stream ended before it was complete.")
 
 

@@ -15,19 +15,35 @@ joined by LF, without the blank line that ended it, so a relay can pass it on un
 
 from __future__ import annotations
 
-__all__ = ["DONE", "SSEDecoder", "encode_event", "parse_event"]
+from .errors import UpstreamInvalidAnswer
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "DONE", "EventTooLarge", "SSEDecoder", "encode_event", "parse_event"]
 
 DONE = b"[DONE]"
+DEFAULT_MAX_EVENT_SIZE = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 
 
+class EventTooLarge(UpstreamInvalidAnswer):
+    """A stream event past the decoder's size cap (502): the stream ends with an error event."""
+
+    code = "upstream_event_too_large"
+
+
 class SSEDecoder:
-    """Incremental event splitter; ``feed`` returns the events completed by a chunk."""
+    """Incremental event splitter; ``feed`` returns the events completed by a chunk.
 
-    __slots__ = ("_buffer", "_pending_cr", "_started")
+    Linear in the bytes fed: an unfinished event is kept as a list of chunks, each searched once
+    (plus the one byte before it, for a blank line split between two chunks) and joined once when
+    the event completes. An event longer than ``max_event_size`` bytes raises ``EventTooLarge``.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_max", "_pending", "_pending_cr", "_pending_size", "_started")
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._max = max_event_size
+        self._pending: list[bytes] = []  # the chunks of the event not yet ended, none of them empty
+        self._pending_size = 0
         self._pending_cr = False  # the previous chunk ended in CR: a leading LF now is its pair
         self._started = False
 
@@ -43,12 +59,31 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             self._pending_cr = False
-        buffer = self._buffer + chunk if self._buffer else chunk
-        end = buffer.rfind(b"\n\n")
-        if end < 0:
-            self._buffer = buffer
+        if not chunk:
             return []
-        self._buffer = buffer[end + 2 :]
+        pending = self._pending
+        end = chunk.rfind(b"\n\n")
+        if end < 0 and not (pending and chunk[0] == 0x0A and pending[-1][-1] == 0x0A):
+            self._pending_size += len(chunk)
+            if self._pending_size > self._max:
+                raise self._too_large()
+            pending.append(chunk)
+            return []
+        if pending:
+            pending.append(chunk)
+            buffer = b"".join(pending)
+            end = buffer.rfind(b"\n\n")  # in the last chunk, or straddling its first byte
+            pending.clear()
+        else:
+            buffer = chunk
+        rest = buffer[end + 2 :]
+        if rest:
+            pending.append(rest)
+        self._pending_size = len(rest)
+        if end > self._max or self._pending_size > self._max:
+            self._check_sizes(buffer[:end])
+            if self._pending_size > self._max:
+                raise self._too_large()
         # Runs of blank lines only separate events; they never make empty ones.
         return [block.strip(b"\n") for block in buffer[:end].split(b"\n\n") if block.strip(b"\n")]
 
@@ -58,8 +93,22 @@ class SSEDecoder:
         The spec discards it; we keep it when it carries data, because a provider that ends with
         ``data: [DONE]\\n`` (one newline short) still meant to finish the stream cleanly.
         """
-        rest, self._buffer = self._buffer.strip(b"\n"), b""
+        rest = b"".join(self._pending).strip(b"\n")
+        self._pending.clear()
+        self._pending_size = 0
         return [rest] if rest else []
+
+    def _check_sizes(self, events: bytes) -> None:
+        if any(len(block) > self._max for block in events.split(b"\n\n")):
+            raise self._too_large()
+
+    def _too_large(self) -> EventTooLarge:
+        self._pending.clear()
+        self._pending_size = 0
+        return EventTooLarge(
+            f"The provider sent a stream event larger than {self._max} bytes, so the stream was stopped. "
+            "Raise STREAM_MAX_EVENT_SIZE if its events are meant to be that large."
+        )
 
 
 def parse_event(block: bytes) -> tuple[str, bytes]:

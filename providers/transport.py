@@ -16,10 +16,8 @@ Everything an answer carries (body, chunks, headers) is read here, so this is wh
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -28,12 +26,9 @@ from yarl import URL
 
 from .errors import UpstreamTimeout, UpstreamUnreachable
 from .redact import Redactor
+from .waiting import WAITS, WaitClock
 
-__all__ = ["UPSTREAM_SECONDS", "ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
-
-# Seconds a request spent waiting on upstreams (headers, and bodies read whole), summed into the
-# list a caller puts here; the gateway reports its own overhead as the rest of the request's time.
-UPSTREAM_SECONDS: ContextVar[list[float] | None] = ContextVar("polyrelay_upstream_seconds", default=None)
+__all__ = ["ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
 
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -104,7 +99,7 @@ class UpstreamResponse:
         return tuple((redactor.whole(k), redactor.whole(v)) for k, v in raw)
 
     async def read(self) -> bytes:
-        started = time.perf_counter()
+        started = _wait_started()
         with _translated_errors():
             try:
                 body = await self._response.read()
@@ -203,7 +198,7 @@ class HttpClient:
         session = self._session
         if session is None:
             raise RuntimeError("HttpClient.start() was not awaited")
-        started = time.perf_counter()
+        started = _wait_started()
         with _translated_errors():
             try:
                 async with asyncio.timeout(timeouts.headers):
@@ -221,10 +216,17 @@ class HttpClient:
         return UpstreamResponse(response, timeouts.idle, redactor)
 
 
-def _count_upstream(started: float) -> None:
-    spent = UPSTREAM_SECONDS.get()
-    if spent is not None:
-        spent[0] += time.perf_counter() - started
+def _wait_started() -> WaitClock | None:
+    """Count an upstream wait (answer headers, a body read whole) on the request's clock."""
+    clock = WAITS.get()
+    if clock is not None:
+        clock.begin()
+    return clock
+
+
+def _count_upstream(clock: WaitClock | None) -> None:
+    if clock is not None:
+        clock.end()
 
 
 _RAW_SKIPPED = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")

@@ -166,7 +166,6 @@ async def stream_text(url: str, model: str) -> str:
     ("model", "message"),
     [
         ("openai/broken-stream", "cut off"),
-        ("openai/no-done", "ended before it was complete"),
         ("openai/midstream-error", "fake mid-stream failure"),
         ("openai/midstream-error-tight", "fake mid-stream failure"),
     ],
@@ -178,6 +177,13 @@ async def test_broken_streams_end_with_one_error_event_and_done(gateway: str, mo
     assert text.count("[DONE]") == 1
     assert message in events[-2] and events[-2].removeprefix("data:").lstrip().startswith('{"error"')
     assert sum('"error"' in e for e in events) == 1
+
+
+async def test_a_complete_stream_without_done_ends_normally(gateway: str) -> None:
+    """The provider sent its finish chunk and closed: the answer is whole (cut streams: test_faulty_upstreams)."""
+    events = [e for e in (await stream_text(gateway, "openai/no-done")).split("\n\n") if e]
+    assert events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
+    assert '"finish_reason":"stop"' in events[-2]
 
 
 async def test_broken_stream_raises_in_the_sdk(client: openai.AsyncOpenAI) -> None:
