@@ -15,7 +15,7 @@ from providers.json_codec import load_json
 from .auth import identity_of
 from .body import read_body
 from .errors import error_event
-from .mcp_agent import ChatRunner, Direct
+from .mcp.agent import ChatRunner, Direct
 from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
 from .routing import resolve

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import pytest_asyncio
 
-from gateway.mcp_client import Backoff, ConnectionOptions, MCPConnection, ServerConfig
+from gateway.mcp.client import Backoff, ConnectionOptions, MCPConnection, ServerConfig
 
 from .conftest import GatewayFactory
 from .mcp_servers import MCPTestServer

@@ -41,7 +41,7 @@ class ToolResult:
 
 
 class ToolServer(Protocol):
-    """What the toolbox needs of a server connection (see ``mcp_client.MCPConnection``)."""
+    """What the toolbox needs of a server connection (see ``client.MCPConnection``)."""
 
     name: str
 

@@ -37,8 +37,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import REQUEST_TIMEOUT
 
-from .errors import describe
-from .mcp_tools import ToolResult
+from ..errors import describe
+from .tools import ToolResult
 
 __all__ = ["Backoff", "ConnectionOptions", "MCPConnection", "ServerConfig", "parse_servers"]
 

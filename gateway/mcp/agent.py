@@ -28,7 +28,7 @@ from providers import Adapter, ChatRequest, EventStream
 from providers.sse import parse_event
 from providers.waiting import waiting
 
-from .mcp_tools import Toolbox, ToolResult
+from .tools import Toolbox, ToolResult
 
 __all__ = ["Agent", "ChatRunner", "Direct"]
 

@@ -2,6 +2,10 @@
 
 When MCP is off (or no server is configured) this is a no-op: chats run directly and the tools
 route answers 403, so no handler has to ask whether MCP is on.
+
+    client   one connection per MCP server, owned by a long-lived task (reconnects with backoff)
+    tools    the toolbox: exposed names, include/exclude filters, result limits
+    agent    the chat runner that calls the model, runs MCP tools and calls it again
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ from starlette.responses import Response
 
 from providers.errors import PermissionDenied
 
-from .mcp_agent import Agent, ChatRunner, Direct
-from .mcp_tools import Toolbox
-from .settings import Settings
+from ..settings import Settings
+from .agent import Agent, ChatRunner, Direct
+from .tools import Toolbox
 
 if TYPE_CHECKING:
-    from .mcp_client import MCPConnection
+    from .client import MCPConnection
 
 __all__ = ["MCP"]
 
 log = logging.getLogger("polyrelay")
 
-# Shutdown waits this long for the connection tasks; each ends within mcp_client.STOP_GRACE (1 s).
+# Shutdown waits this long for the connection tasks; each ends within client.STOP_GRACE (1 s).
 CLOSE_TIMEOUT = 2.0
 
 
@@ -44,7 +48,7 @@ class MCP:
         if not settings.mcp_enabled or not settings.mcp_servers:
             return cls([], Toolbox([]), Direct(), expose=False)
         # The MCP SDK is imported only when MCP is on: it is most of the gateway's start-up time.
-        from .mcp_client import ConnectionOptions, MCPConnection, parse_servers
+        from .client import ConnectionOptions, MCPConnection, parse_servers
 
         options = ConnectionOptions(
             http_timeout=settings.mcp_client_timeout,
