@@ -96,7 +96,13 @@ class ProxyEndpoint:
         self.settings = settings
         self.adapters = adapters
         self.http = http
-        self.not_forwarded = _NOT_FORWARDED | {settings.routing_header_name.lower()}
+        # Per provider, built once: the headers the proxy injects, and the caller's it drops (those
+        # above, the gateway's routing header, and any the injected ones replace).
+        not_forwarded = _NOT_FORWARDED | {settings.routing_header_name.lower()}
+        self.injected = {pid: {**a.proxy_headers(), **_IDENTITY} for pid, a in adapters.items()}
+        self.dropped = {
+            pid: not_forwarded | {name.lower() for name in injected} for pid, injected in self.injected.items()
+        }
         # Waiting for headers may mean waiting for a whole non-streaming completion.
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
@@ -117,7 +123,7 @@ class ProxyEndpoint:
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)
         adapter = self.adapters[provider.id]
-        headers = _forwarded_headers(request.headers.raw, {**adapter.proxy_headers(), **_IDENTITY}, self.not_forwarded)
+        headers = _forwarded_headers(request.headers.raw, self.injected[provider.id], self.dropped[provider.id])
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         upload = _Upload(stream_body(request, limit) if has_body else None)
         try:
@@ -218,12 +224,11 @@ def _filtered(raw: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> li
 
 
 def _forwarded_headers(
-    raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str], not_forwarded: frozenset[str]
+    raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str], dropped: frozenset[str]
 ) -> list[tuple[str, str]]:
-    """The caller's headers (repeated ones kept) with the provider's injected over them."""
-    replaced = not_forwarded | {name.lower() for name in injected}
+    """The caller's headers (repeated ones kept) minus ``dropped``, with the provider's injected ones."""
     headers = []
-    for key, value in _filtered(raw, replaced):
+    for key, value in _filtered(raw, dropped):
         name = key.decode("latin-1")
         lower = name.lower()
         if not lower.startswith(_NOT_FORWARDED_PREFIXES) and not lower.endswith(_NOT_FORWARDED_SUFFIXES):
