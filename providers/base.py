@@ -22,7 +22,7 @@ import orjson
 
 from .errors import UpstreamInvalidAnswer, UpstreamStatusError
 from .model_lists import FORMATS, ModelInfo, list_models
-from .redact import MIN_SECRET_LENGTH, Redactor
+from .redact import Redactor
 from .registry import Provider
 from .sampling import sampled
 from .sse import DEFAULT_MAX_EVENT_SIZE
@@ -233,9 +233,9 @@ def upstream_error(provider: Provider, status: int, body: bytes, retry_after: st
         kind = None
     if not message:
         message = f"The provider answered with HTTP {status}."
-    for secret in provider.secrets:  # the body's bytes are masked already; this catches a key JSON-escaped
-        if len(secret) >= MIN_SECRET_LENGTH:
-            message = message.replace(secret, "*" * len(secret))
+    redactor = Redactor.of(provider.secrets)  # the body's bytes are masked already; this catches a key JSON-escaped
+    if redactor is not None:
+        message = redactor.text(message)
     headers = {"Retry-After": retry_after} if retry_after else None
     return UpstreamStatusError(
         status,

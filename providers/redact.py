@@ -52,6 +52,15 @@ class Redactor:
                 data = data.replace(secret, mask)
         return data
 
+    def text(self, text: str) -> str:
+        """``text`` with every secret masked: a message decoded from an answer, where a key the
+        provider wrote with JSON escapes has become plain again."""
+        for secret, _, _, _ in self._secrets:
+            plain = secret.decode("utf-8", "surrogateescape")
+            if plain in text:
+                text = text.replace(plain, "*" * len(plain))
+        return text
+
     def stream(self) -> StreamRedactor:
         """An incremental redactor for one body read in chunks."""
         return StreamRedactor(self)
