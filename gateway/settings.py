@@ -241,6 +241,69 @@ SETTINGS: tuple[Var, ...] = (
         "On SIGTERM, how long requests in flight may finish; streams still open then are ended with an error event.",
     ),
     Var(
+        "SERVER_DRAIN_DELAY",
+        "server_drain_delay",
+        parse_duration,
+        "5s",
+        (
+            "On SIGTERM, /ready answers 503 at once while new requests are still served for this long (the load "
+            "balancer's lag in noticing), then the drain starts. SIGINT skips it."
+        ),
+    ),
+    Var(
+        "FORWARDED_ALLOW_IPS",
+        "forwarded_allow_ips",
+        parse_list,
+        "",
+        (
+            "Comma list of proxy addresses or networks (or *) whose X-Forwarded-For and X-Forwarded-Proto are "
+            "believed: logs and limits then see the client's address. Off when empty."
+        ),
+    ),
+    Var(
+        "LOG_FORMAT",
+        "log_format",
+        parse_choice("text", "json"),
+        "text",
+        "`json`: one JSON object per line (the Docker image's default); `text`: readable lines.",
+    ),
+    Var(
+        "LOG_LEVEL",
+        "log_level",
+        parse_choice("debug", "info", "warning", "error"),
+        "info",
+        "Least severe level logged (ENVIRONMENT=development means debug).",
+    ),
+    Var(
+        "TELEMETRY_ENABLED",
+        "telemetry_enabled",
+        parse_bool,
+        "false",
+        "Serve Prometheus metrics at /metrics on TELEMETRY_METRICS_PORT (a port of its own, not the API's).",
+    ),
+    Var("TELEMETRY_METRICS_PORT", "telemetry_metrics_port", parse_port, "9464", "Port of the metrics endpoint."),
+    Var(
+        "TELEMETRY_TRACING_ENABLED",
+        "telemetry_tracing_enabled",
+        parse_bool,
+        "false",
+        "Export OpenTelemetry traces over OTLP/HTTP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set).",
+    ),
+    Var(
+        "TELEMETRY_TRACING_OTLP_ENDPOINT",
+        "telemetry_tracing_otlp_endpoint",
+        str,
+        "http://localhost:4318",
+        "OTLP/HTTP collector base URL (spans go to its /v1/traces); OTEL_EXPORTER_OTLP_ENDPOINT wins over it.",
+    ),
+    Var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "otel_exporter_otlp_endpoint",
+        str,
+        "",
+        "The standard OpenTelemetry endpoint variable; setting it turns tracing on. Other OTEL_* variables apply.",
+    ),
+    Var(
         "STREAM_MAX_EVENT_SIZE",
         "stream_max_event_size",
         parse_int,
@@ -442,6 +505,15 @@ class Settings:
     server_read_header_timeout: float = 10.0
     server_max_connections: int = 0
     server_drain_timeout: float = 20.0
+    server_drain_delay: float = 5.0
+    forwarded_allow_ips: tuple[str, ...] = ()
+    log_format: str = "text"
+    log_level: str = "info"
+    telemetry_enabled: bool = False
+    telemetry_metrics_port: int = 9464
+    telemetry_tracing_enabled: bool = False
+    telemetry_tracing_otlp_endpoint: str = "http://localhost:4318"
+    otel_exporter_otlp_endpoint: str = ""
     stream_max_event_size: int = 8 * 1024 * 1024
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
