@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import hashlib
 import logging
+import logging.config
 import os
 import re
 import secrets
@@ -97,11 +98,11 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
 
     from .app import create_app
     from .server import GatewayServer, uvicorn_config
+    from .telemetry.logs import logging_config
 
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # One format for every line, uvicorn's included; uvicorn applies it again in each worker.
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
     workers = settings.server_workers or os.cpu_count() or 1
     options = dict(
         host=settings.server_host,
@@ -109,8 +110,8 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         loop="uvloop",
         ssl_certfile=settings.server_tls_cert_path or None,
         ssl_keyfile=settings.server_tls_key_path or None,
-        access_log=settings.server_access_log,
-        log_level="debug" if settings.debug else "info",
+        log_config=log_config,
+        access_log=False,  # the request log (gateway.telemetry.logs) says more, in the same format
         workers=workers,
     )
     if workers > 1:

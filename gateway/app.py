@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -29,7 +29,8 @@ from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .settings import Settings
-from .timing import OverheadHeader
+from .telemetry import Telemetry
+from .telemetry.middleware import TelemetryMiddleware
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -66,7 +67,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
-    mcp = MCP.from_settings(settings)
+    telemetry = Telemetry.from_settings(settings)
+    mcp = MCP.from_settings(settings, telemetry)
     chat = ChatEndpoint(settings, adapters, policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
     proxy = ProxyEndpoint(settings, adapters, http)
@@ -82,7 +84,10 @@ def create_app(settings: Settings) -> Starlette:
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
 
     oidc = None
-    middleware = [Middleware(OverheadHeader)]
+    templates: dict[Callable[..., object], str] = {}  # an endpoint is counted under its first route
+    for route in routes:
+        templates.setdefault(route.endpoint, route.path.replace("{path:path}", "{path}"))
+    middleware = [Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates)]
     if settings.cors_allowed_origins:
         middleware.append(
             Middleware(
@@ -109,6 +114,7 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await http.start()
+        await telemetry.start()
         if oidc is not None:
             await oidc.start()
         if not settings.auth_enabled and not _is_loopback(settings.server_host):
@@ -127,6 +133,7 @@ def create_app(settings: Settings) -> Starlette:
             if oidc is not None:
                 await oidc.close()
             await http.close()
+            await telemetry.close()
 
     return Starlette(
         routes=routes,

@@ -23,6 +23,7 @@ from providers.errors import APIError, AuthenticationFailed
 
 from .errors import error_response
 from .settings import ApiKey
+from .telemetry.exchange import current
 
 if TYPE_CHECKING:
     from .oidc import OIDCVerifier
@@ -84,12 +85,12 @@ class AuthMiddleware:
         except APIError as error:
             if error.status == 401:
                 error.headers = {**_CHALLENGE, **error.headers}
-            log.info("refused %s %s: %s", scope["method"], scope["path"], error.message)
+            current().failed(error)
+            log.debug("refused %s %s: %s", scope["method"], scope["path"], error.message)
             await error_response(error)(scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
-        log.info("%s %s by %s (%s)", scope["method"], scope["path"], identity.subject, identity.method)
         await self.app(scope, receive, send)
 
     async def authenticate(self, scope: Scope) -> Identity:

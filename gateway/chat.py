@@ -20,6 +20,7 @@ from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
 from .routing import resolve
 from .settings import Settings
+from .telemetry import current
 
 __all__ = ["ChatEndpoint", "validate_chat"]
 
@@ -49,6 +50,8 @@ class ChatEndpoint:
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         payload = validate_chat(body, self._routed_model(request))
         provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
+        exchange = current()
+        exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
         if not settings.enable_vision and _has_image(payload["messages"]):
             raise InvalidRequest(
@@ -62,10 +65,12 @@ class ChatEndpoint:
         runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
         if chat.stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
+            exchange.stream_started()
             return RelayResponse(
                 events, close=events.aclose, headers=SSE_HEADERS, on_error=error_event, tail=DONE_EVENT
             )
         answer = await until_disconnect(request, runner.chat(adapter, chat))
+        exchange.answered(answer)
         return Response(answer, media_type="application/json")
 
     def _routed_model(self, request: Request) -> str | None:

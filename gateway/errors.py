@@ -15,6 +15,7 @@ from starlette.responses import Response
 from providers.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 
 from .relay import ClientGone
+from .telemetry import current
 
 __all__ = ["describe", "error_event", "error_response", "exception_handlers"]
 
@@ -46,6 +47,7 @@ def error_event(error: APIError) -> bytes:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
+    current().failed(exc)
     if exc.status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(exc)
@@ -67,11 +69,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
-    log.info("client left %s %s before its answer; upstream call cancelled", request.method, request.url.path)
+    current().failed(exc, "client_gone", "client_gone")
+    log.debug("client left %s %s before its answer; upstream call cancelled", request.method, request.url.path)
     return Response(status_code=499)  # nobody reads it; the access log shows why the request ended
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    current().failed(exc)
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(APIError("The gateway hit an internal error; it has been logged."))
 

@@ -25,6 +25,7 @@ from .body import check_declared_length, stream_body
 from .relay import ClientGone, RelayResponse, until_disconnect
 from .routing import provider_by_id
 from .settings import Settings
+from .telemetry import current
 
 __all__ = ["METHODS", "ProxyEndpoint"]
 
@@ -72,6 +73,10 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     "openai-project",
     # The gateway's own controls, for its own routes.
     "x-mcp-bypass",
+    # The gateway sends its own request id and trace context (the caller's id, when valid, is kept).
+    "x-request-id",
+    "traceparent",
+    "tracestate",
     # Compression is asked for by the gateway (none: it must read the bytes to mask the key).
     "accept-encoding",
 }
@@ -119,6 +124,7 @@ class ProxyEndpoint:
                 code="proxy_not_allowed",
             )
         provider = provider_by_id(request.path_params["provider"], self.settings.providers)
+        current().provider = provider.id
         url = provider.origin + "/" + _upstream_path(request) + _query(request)
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)

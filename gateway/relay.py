@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from providers.errors import APIError, ServiceUnavailable
 
 from .drain import Drain
+from .telemetry.exchange import Exchange, current
 
 __all__ = ["ABORT_EXTENSION", "DRAIN_EXTENSION", "ClientGone", "RelayResponse", "until_disconnect"]
 
@@ -146,16 +148,19 @@ class RelayResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = None
+        exchange = current()
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
             watch = _Watch(receive, _drain_of(scope))
             try:
-                await self._pump(scope, send)
+                await self._pump(scope, send, exchange)
             except asyncio.CancelledError:
                 if watch.gone():
-                    log.info("client disconnected from %s; upstream closed", scope.get("path"))
+                    exchange.outcome = "client_gone"
+                    log.debug("client disconnected from %s; upstream closed", scope.get("path"))
                     return
                 if watch.drained():
+                    exchange.failed(_shutting_down(), "drained", "drained")
                     await self._fail(scope, send, _shutting_down())
                     return
                 raise
@@ -164,21 +169,31 @@ class RelayResponse:
                 watch.stop()
             await self.close()
 
-    async def _pump(self, scope: Scope, send: Send) -> None:
+    async def _pump(self, scope: Scope, send: Send, exchange: Exchange) -> None:
+        # The last two chunks are kept for telemetry: the usage and final model are in them.
+        previous = last = b""
         try:
             async for chunk in self.chunks:
+                if exchange.first_token is None:
+                    exchange.first_token = time.perf_counter()
+                previous, last = last, chunk
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except APIError as error:
+            exchange.failed(error, "upstream_error")
             log.warning("stream from upstream failed on %s: %s", scope.get("path"), error.message)
             await self._fail(scope, send, error)
             return
-        except Exception:
+        except Exception as exc:
+            exchange.failed(exc, "internal_error")
             if self.on_error is None:
                 raise  # the server logs it and drops the connection
             log.exception("stream relay failed on %s", scope.get("path"))
             failure = APIError("The gateway hit an internal error during the stream; it has been logged.")
             await self._fail(scope, send, failure)
             return
+        finally:
+            exchange.stream_tail((previous, last))
+        exchange.outcome = "complete"
         await send({"type": "http.response.body", "body": self.tail, "more_body": False})
 
     async def _fail(self, scope: Scope, send: Send, error: APIError) -> None:

@@ -11,6 +11,9 @@ and exceptions never leave this module (they become ``UpstreamUnreachable`` / ``
 
 Everything an answer carries (body, chunks, headers) is read here, so this is where a provider's
 ``Redactor`` masks the credentials it quotes: no caller of this module sees them.
+
+``OUTBOUND`` holds headers the current request adds to every call it makes upstream (its request
+id, its trace context); the gateway sets it once per request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -28,9 +32,11 @@ from .errors import UpstreamTimeout, UpstreamUnreachable
 from .redact import Redactor
 from .waiting import WAITS, WaitClock
 
-__all__ = ["ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
+__all__ = ["OUTBOUND", "ClientOptions", "HttpClient", "Timeouts", "UpstreamResponse"]
 
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+OUTBOUND: ContextVar[Mapping[str, str] | None] = ContextVar("polyrelay_outbound_headers", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,9 @@ class HttpClient:
         session = self._session
         if session is None:
             raise RuntimeError("HttpClient.start() was not awaited")
+        extra = OUTBOUND.get()
+        if extra:
+            headers = _with_headers(headers, extra)
         started = _wait_started()
         with _translated_errors():
             try:
@@ -214,6 +223,15 @@ class HttpClient:
             finally:
                 _count_upstream(started)
         return UpstreamResponse(response, timeouts.idle, redactor)
+
+
+def _with_headers(headers: Headers | None, extra: Mapping[str, str]) -> Headers:
+    """``headers`` plus the request's outbound ones (which the caller's never carry: see the proxy)."""
+    if headers is None:
+        return extra
+    if isinstance(headers, Mapping):
+        return {**headers, **extra}
+    return [*headers, *extra.items()]
 
 
 def _wait_started() -> WaitClock | None:

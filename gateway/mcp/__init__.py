@@ -21,6 +21,7 @@ from starlette.responses import Response
 from providers.errors import PermissionDenied
 
 from ..settings import Settings
+from ..telemetry import Telemetry
 from .agent import Agent, ChatRunner, Direct
 from .tools import Toolbox
 
@@ -44,7 +45,7 @@ class MCP:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MCP:
+    def from_settings(cls, settings: Settings, telemetry: Telemetry | None = None) -> MCP:
         if not settings.mcp_enabled or not settings.mcp_servers:
             return cls([], Toolbox([]), Direct(), expose=False)
         # The MCP SDK is imported only when MCP is on: it is most of the gateway's start-up time.
@@ -67,6 +68,7 @@ class MCP:
             include=settings.mcp_include_tools,
             exclude=settings.mcp_exclude_tools,
             max_result_bytes=settings.mcp_max_result_bytes,
+            telemetry=telemetry,
         )
         # A call may not outlive the bound of its own connection, plus a little for the HTTP around it.
         agent = Agent(toolbox, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)

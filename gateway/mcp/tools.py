@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..telemetry import Telemetry
+
 __all__ = ["MCPTool", "ToolResult", "ToolServer", "Toolbox", "exposed_names"]
 
 MAX_NAME = 64
@@ -92,8 +94,10 @@ class Toolbox:
         include: Iterable[str] = (),
         exclude: Iterable[str] = (),
         max_result_bytes: int = 65536,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.servers = list(servers)
+        self.telemetry = telemetry or Telemetry()
         self.include = frozenset(include)
         self.exclude = frozenset(exclude)
         self.max_result_bytes = max_result_bytes
@@ -131,7 +135,10 @@ class Toolbox:
             return ToolResult(f"The arguments for {exposed} are not valid JSON.", is_error=True)
         if not isinstance(parsed, dict):
             return ToolResult(f"The arguments for {exposed} must be a JSON object.", is_error=True)
-        result = await server.call(tool.name, parsed)
+        with self.telemetry.tool_call(server.name, tool.name) as call:
+            result = await server.call(tool.name, parsed)
+            if result.is_error:
+                call.error = "tool_error"
         return self._capped(result)
 
     def _capped(self, result: ToolResult) -> ToolResult:

@@ -1,0 +1,98 @@
+"""Telemetry: one place that sees every request, and the outputs fed from it.
+
+    middleware    TelemetryMiddleware: the request id, the overhead header, one Exchange per request
+    exchange      Exchange: what one request did (route, provider, model, status, times, tokens)
+    usage         reading tokens and the response model from an OpenAI answer's bytes
+    sink          Sink: the hooks an output implements; ToolCall: one MCP tool call
+    logs          the request log (one line per request) and the log format (text or JSON)
+    metrics       Prometheus metrics on a port of their own (TELEMETRY_ENABLED; loaded only then)
+    tracing       OpenTelemetry spans over OTLP/HTTP (TELEMETRY_TRACING_ENABLED; loaded only then)
+
+``Telemetry.from_settings`` chooses the sinks once; an output that is off is simply not among them,
+so the request path never asks whether something is enabled.
+
+    telemetry = Telemetry.from_settings(settings)
+    app = TelemetryMiddleware(app, telemetry=telemetry, routes={chat.handle: "/v1/chat/completions"})
+    with telemetry.tool_call("search", "web_search") as call: ...
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from .exchange import Exchange, current
+from .sink import Sink, ToolCall
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["Exchange", "Sink", "Telemetry", "ToolCall", "current"]
+
+log = logging.getLogger("polyrelay")
+
+
+class Telemetry:
+    """The sinks every request and tool call is reported to, in order."""
+
+    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+        self.sinks = tuple(sinks)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Telemetry:
+        sinks: list[Sink] = []
+        # (metrics: TELEMETRY_ENABLED; tracing: TELEMETRY_TRACING_ENABLED or OTEL_EXPORTER_OTLP_ENDPOINT)
+        if settings.server_access_log:
+            from .logs import RequestLog
+
+            sinks.append(RequestLog())
+        return cls(sinks)
+
+    async def start(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def close(self) -> None:
+        for sink in reversed(self.sinks):
+            try:
+                await sink.close()
+            except Exception:
+                log.exception("closing %s failed", type(sink).__name__)
+
+    def begin(self, exchange: Exchange) -> None:
+        for sink in self.sinks:
+            sink.begin(exchange)
+
+    def stream_started(self, exchange: Exchange) -> None:
+        for sink in self.sinks:
+            sink.stream_started(exchange)
+
+    def end(self, exchange: Exchange) -> None:
+        if exchange.outcome == "ok" and exchange.status >= 400:
+            exchange.outcome = "error"
+            if exchange.error_type is None:
+                exchange.error_type = str(exchange.status)
+        for sink in self.sinks:
+            try:
+                sink.end(exchange)
+            except Exception:  # an output's bug must not fail a request that already ended
+                log.exception("telemetry output %s failed", type(sink).__name__)
+
+    @contextmanager
+    def tool_call(self, server: str, tool: str) -> Iterator[ToolCall]:
+        """Around one MCP tool call; set ``call.error`` when its result is an error."""
+        call = ToolCall(server, tool)
+        for sink in self.sinks:
+            sink.tool_begin(call)
+        try:
+            yield call
+        except BaseException as exc:
+            call.error = call.error or type(exc).__name__
+            raise
+        finally:
+            call.duration = time.perf_counter() - call.started
+            for sink in self.sinks:
+                sink.tool_end(call)

@@ -1,0 +1,157 @@
+"""Logs: one line per request (``RequestLog``), every line in one format, each with its request id.
+
+``LOG_FORMAT=json`` writes one JSON object per line (what log pipelines parse); ``text`` writes
+readable lines with the same fields as ``key=value``. uvicorn's own messages go through the same
+handler; its access log is off, since the request line says more (provider, model, tokens, how a
+stream ended, the time in the gateway itself).
+
+    logging.config.dictConfig(logging_config(settings))
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .exchange import current
+from .sink import Sink
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .exchange import Exchange
+
+__all__ = ["JsonFormatter", "RequestIdFilter", "RequestLog", "TextFormatter", "logging_config"]
+
+REQUEST_LOGGER = "polyrelay.request"
+
+
+class RequestLog(Sink):
+    """The request line: who asked what of whom, how it ended, and how long each part took."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger(REQUEST_LOGGER)
+
+    def end(self, exchange: Exchange) -> None:
+        level = logging.WARNING if exchange.status >= 500 else logging.INFO
+        if not self.log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "request_id": exchange.request_id,
+            "method": exchange.method,
+            "path": exchange.path,
+            "route": exchange.route,
+            "status": exchange.status,
+            "outcome": exchange.outcome,
+            "duration_ms": round(exchange.duration * 1000, 3),
+        }
+        if exchange.ttfb is not None:
+            fields["ttfb_ms"] = round(exchange.ttfb * 1000, 3)
+        fields["overhead_ms"] = round(exchange.overhead * 1000, 3)
+        if exchange.client is not None:
+            fields["client"] = exchange.client
+        if exchange.identity is not None:
+            fields["identity"] = exchange.identity
+        if exchange.provider is not None:
+            fields["provider"] = exchange.provider
+            fields["model"] = exchange.model
+            fields["stream"] = exchange.stream
+        usage = exchange.tokens()
+        if exchange.response_model is not None:
+            fields["response_model"] = exchange.response_model
+        if exchange.ttft is not None:
+            fields["ttft_ms"] = round(exchange.ttft * 1000, 3)
+        if usage is not None:
+            fields["tokens_in"] = usage.input
+            fields["tokens_out"] = usage.output
+        if exchange.error_type is not None:
+            fields["error_type"] = exchange.error_type
+        self.log.log(level, "%s %s %d", exchange.method, exchange.path, exchange.status, extra={"fields": fields})
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every record logged while a request is handled that request's id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = current().request_id
+            if request_id:
+                record.request_id = request_id
+        return True
+
+
+def _time(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...fields}``, one object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            line.update(fields)
+        elif (request_id := getattr(record, "request_id", None)) is not None:
+            line["request_id"] = request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if fields:
+            text += "".join(f" {key}={_text(value)}" for key, value in fields.items() if key not in _IN_MESSAGE)
+        elif (request_id := getattr(record, "request_id", None)) is not None:
+            text += f" request_id={request_id}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+_IN_MESSAGE = frozenset({"method", "path", "status"})
+
+
+def _text(value: object) -> str:
+    text = str(value)
+    return text if text and " " not in text and '"' not in text else orjson.dumps(text).decode()
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document (also given to uvicorn, which applies it in each
+    worker process)."""
+    level = "DEBUG" if settings.debug else settings.log_level.upper()
+    formatter = JsonFormatter if settings.log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": f"{__name__}.RequestIdFilter"}},
+        "formatters": {"default": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "default",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {
+            # uvicorn's loggers keep no handlers of their own: their lines reach ours, once.
+            "uvicorn": {"handlers": [], "propagate": True, "level": level},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
+            "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+        },
+    }
