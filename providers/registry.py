@@ -56,6 +56,9 @@ class ProviderSpec:
     # accepts; both empty for providers with no such limits.
     sampling: tuple[SamplingRule, ...] = ()
     tool_call_ids: ToolCallIds | None = None
+    # The provider's name in telemetry (gen_ai.provider.name): the OpenTelemetry GenAI conventions'
+    # well-known value where there is one, else the id.
+    telemetry_name: str = ""
     docs: str = ""
 
     @property
@@ -153,6 +156,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         "max_choices",
         "sampling",
         "tool_call_ids",
+        "telemetry_name",
         "docs",
     }
     unknown = set(entry) - known
@@ -197,5 +201,6 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         max_choices=entry.get("max_choices"),
         sampling=sampling,
         tool_call_ids=tool_call_ids,
+        telemetry_name=str(entry.get("telemetry_name") or pid),
         docs=str(entry.get("docs", "")),
     )
