@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -27,6 +28,7 @@ __all__ = ["ABORT_EXTENSION", "DRAIN_EXTENSION", "ClientGone", "RelayResponse", 
 
 log = logging.getLogger("polyrelay")
 T = TypeVar("T")
+_ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{"error"')
 
 # ASGI scope extensions set by the gateway's HTTP protocol (gateway.server): the process's Drain,
 # and a callable that drops the connection of a response that cannot be completed, quietly.
@@ -193,7 +195,11 @@ class RelayResponse:
             return
         finally:
             exchange.stream_tail((previous, last))
-        exchange.outcome = "complete"
+        # A provider's own error event, relayed as it came, ends the stream too: not a complete one.
+        if self.on_error is not None and _ERROR_EVENT.search(last):
+            exchange.outcome, exchange.error_type = "upstream_error", "stream_error"
+        else:
+            exchange.outcome = "complete"
         await send({"type": "http.response.body", "body": self.tail, "more_body": False})
 
     async def _fail(self, scope: Scope, send: Send, error: APIError) -> None:
