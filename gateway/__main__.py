@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import logging
-import logging.config
 import os
 import re
 import secrets
@@ -98,11 +96,10 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
 
     from .app import create_app
     from .server import GatewayServer, uvicorn_config
-    from .telemetry.logs import logging_config
+    from .telemetry.logs import configure_logging
 
     # One format for every line, uvicorn's included; uvicorn applies it again in each worker.
-    log_config = logging_config(settings)
-    logging.config.dictConfig(log_config)
+    log_config = configure_logging(settings)
     workers = settings.server_workers or os.cpu_count() or 1
     options = dict(
         host=settings.server_host,

@@ -11,7 +11,8 @@ stream ended, the time in the gateway itself).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import logging.config
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from .exchange import Exchange
 
-__all__ = ["JsonFormatter", "RequestIdFilter", "RequestLog", "TextFormatter", "logging_config"]
+__all__ = ["JsonFormatter", "RequestIdFilter", "RequestLog", "TextFormatter", "configure_logging", "logging_config"]
 
 REQUEST_LOGGER = "polyrelay.request"
 
@@ -82,8 +83,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_second: list[Any] = [-1, ""]  # the last second formatted, and its text: most lines share it
+
+
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC with milliseconds: ``2026-12-01T12:00:00.123Z``."""
+    second = int(record.created)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -127,6 +135,15 @@ _IN_MESSAGE = frozenset({"method", "path", "status"})
 def _text(value: object) -> str:
     text = str(value)
     return text if text and " " not in text and '"' not in text else orjson.dumps(text).decode()
+
+
+def configure_logging(settings: Settings) -> dict[str, Any]:
+    """Apply the logging configuration in this process; returns it for uvicorn's workers."""
+    config = logging_config(settings)
+    logging.config.dictConfig(config)
+    # No line shows thread or process names: not looking them up makes each record cheaper.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    return config
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
