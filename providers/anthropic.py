@@ -251,8 +251,9 @@ def _schema_tool_name(payload: dict[str, Any]) -> str | None:
 
 def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     cached = int(usage.get("cache_read_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + cached + int(usage.get("cache_creation_input_tokens") or 0)
-    return usage_of(prompt, int(usage.get("output_tokens") or 0), cached=cached)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    prompt = int(usage.get("input_tokens") or 0) + cached + written
+    return usage_of(prompt, int(usage.get("output_tokens") or 0), cached=cached, cache_write=written)
 
 
 def decode_response(data: dict[str, Any], request: ChatRequest) -> dict[str, Any]:

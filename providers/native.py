@@ -149,8 +149,15 @@ def completion(
 
 
 def usage_of(
-    prompt: int, completion_tokens: int, cached: int | None = None, reasoning: int | None = None
+    prompt: int,
+    completion_tokens: int,
+    cached: int | None = None,
+    reasoning: int | None = None,
+    cache_write: int | None = None,
 ) -> dict[str, Any]:
+    """OpenAI's usage object. Tokens written to a provider's prompt cache have no field of
+    OpenAI's; they go in ``cache_creation_input_tokens`` (Anthropic's name, which clients of
+    translating gateways already read), only when there were some."""
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion_tokens,
@@ -160,6 +167,8 @@ def usage_of(
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     if reasoning is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    if cache_write:
+        usage["cache_creation_input_tokens"] = cache_write
     return usage
 
 

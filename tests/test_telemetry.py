@@ -159,6 +159,8 @@ async def test_a_stream_line_says_it_completed_with_its_time_to_first_token(
     (line,) = lines
     assert line["stream"] is True and line["outcome"] == "complete" and line["provider"] == "anthropic"
     assert usage and (line["tokens_in"], line["tokens_out"]) == (usage[-1].prompt_tokens, usage[-1].completion_tokens)
+    # Anthropic's prompt-cache writes have no OpenAI field: they come under Anthropic's name.
+    assert (usage[-1].model_extra or {}).get("cache_creation_input_tokens") == 2
     assert 0 < float(line["ttft_ms"]) <= float(line["duration_ms"])  # type: ignore[arg-type]
 
 
