@@ -45,7 +45,9 @@ COPY --from=build /app /app
 WORKDIR /app
 # Numeric, so Kubernetes' runAsNonRoot can check it without a runAsUser.
 USER 10001:0
-EXPOSE 8080 9464
+EXPOSE 8080
+# The metrics port (TELEMETRY_METRICS_PORT), served when TELEMETRY_ENABLED=true.
+EXPOSE 9464
 # Plain HTTP on the container's own port; with SERVER_TLS_* set, replace this check.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('SERVER_PORT', '8080'), timeout=2)"]
