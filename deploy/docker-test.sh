@@ -36,6 +36,7 @@ cleanup() {
     for _ in $(seq 50); do [[ -e $state/dockerd.pid ]] || break; sleep 0.2; done
     # The daemon leaves its network namespace mounted under its exec root.
     findmnt -rno TARGET | grep "^$state/" | sort -r | xargs -r umount 2>/dev/null || true
+    rmdir /var/run/docker/plugins /var/run/docker 2>/dev/null || true  # left empty by the daemon
   fi
   rm -rf "$state"
 }
