@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test run lint bench
+.PHONY: test run lint bench lock image-test
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,3 +26,19 @@ run: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet psutil httpx-aiohttp
 	$(BIN)/python -m bench
+
+# The image's dependencies, locked with their hashes for Python 3.11+ on every platform:
+# requirements.lock (pyproject's dependencies) and requirements-build.lock (its build backend).
+# Run after changing either list; the Dockerfile installs from these files only.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock'
+lock: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(UV_COMPILE) pyproject.toml --output-file requirements.lock
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(UV_COMPILE) - --output-file requirements-build.lock
+
+# Builds the image and runs it read-only as an arbitrary uid (needs Docker, or root to start one;
+# not part of `make test`). See deploy/docker-test.sh.
+image-test:
+	bash deploy/docker-test.sh
