@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ import httpx
 import openai
 import pytest
 
+from gateway import Settings
+from gateway.telemetry import Telemetry
+from providers import AdapterOptions, AdapterTimeouts, HttpClient, Timeouts, build_adapter
 from providers.registry import load_registry
 
 from .conftest import GatewayFactory
@@ -387,7 +391,7 @@ async def test_the_standard_otel_variables_apply_to_a_served_gateway(
 ) -> None:
     """OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS, read by the SDK
     from the process environment, in a gateway started as `python -m gateway serve`."""
-    with httpx.Client() as probe:
+    async with httpx.AsyncClient() as probe:
         port = _free_port()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         environ.update(
@@ -407,7 +411,7 @@ async def test_the_standard_otel_variables_apply_to_a_served_gateway(
         try:
             for _ in range(300):
                 try:
-                    if probe.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    if (await probe.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
@@ -425,8 +429,21 @@ async def test_the_standard_otel_variables_apply_to_a_served_gateway(
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_with_tracing_off_the_routes_hold_the_adapters_and_client_themselves(fake: FakeProviders) -> None:
+    settings = Settings.load(fake.env())
+    http = HttpClient()
+    timeouts = Timeouts()
+    options = AdapterOptions(AdapterTimeouts(timeouts, timeouts, timeouts))
+    adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
+    off = Telemetry.from_settings(settings)
+    assert all(off.wrap_adapters(adapters)[pid] is adapter for pid, adapter in adapters.items())
+    assert off.wrap_client(http) is http
+    on = Telemetry.from_settings(Settings.load({**fake.env(), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}))
+    assert all(on.wrap_adapters(adapters)[pid] is not adapter for pid, adapter in adapters.items())
+    assert on.wrap_client(http) is not http
+    await on.close()

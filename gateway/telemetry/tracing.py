@@ -156,18 +156,19 @@ class Tracing(Sink):
         if span is None:
             return
         if span.is_recording():
+            attributes: dict[str, Any] = {"polyrelay.outcome": exchange.outcome}
             route = exchange.route
             if route != "unmatched":
                 method = _method(exchange.method)
                 span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
-                span.set_attribute("http.route", route)
+                attributes["http.route"] = route
             if exchange.status:
-                span.set_attribute("http.response.status_code", exchange.status)
-            span.set_attribute("polyrelay.outcome", exchange.outcome)
+                attributes["http.response.status_code"] = exchange.status
             if failed:
                 kind = exchange.error_type or str(exchange.status)
-                span.set_attribute("error.type", kind)
+                attributes["error.type"] = kind
                 span.set_status(StatusCode.ERROR, kind)
+            span.set_attributes(attributes)  # in one call: the SDK checks and locks per call
         span.end()
 
     # -- MCP tool calls --------------------------------------------------------------------------

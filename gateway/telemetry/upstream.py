@@ -161,7 +161,7 @@ class TracedAdapter(Adapter):
         finally:
             OUTBOUND.reset(token)
         if span.is_recording():
-            _answered(span, (body,), _choices(request.payload))
+            span.set_attributes(_answered((body,), _choices(request.payload)))
         span.end()
         return body
 
@@ -191,19 +191,19 @@ def _choices(payload: Mapping[str, Any]) -> int:
     return n if type(n) is int and n > 1 else 1
 
 
-def _answered(span: Span, tail: tuple[bytes, ...], choices: int) -> None:
-    """The response attributes, read from the answer's bytes (its end only)."""
-    usage = read_usage(tail)
+def _answered(tail: tuple[bytes, ...], choices: int) -> dict[str, Any]:
+    """The response attributes, read from the answer's bytes (its end only). Set in one call: the
+    SDK checks and locks per call, which is most of what an attribute costs."""
+    attributes: dict[str, Any] = {}
     data = tail[0] if len(tail) == 1 else b"".join(tail)
     reasons = finish_reasons(data, choices)
     if reasons:
-        span.set_attribute("gen_ai.response.finish_reasons", reasons)
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    usage = read_usage(tail)
     if usage is None:
-        return
-    attributes: dict[str, Any] = {
-        "gen_ai.usage.input_tokens": usage.input,
-        "gen_ai.usage.output_tokens": usage.output,
-    }
+        return attributes
+    attributes["gen_ai.usage.input_tokens"] = usage.input
+    attributes["gen_ai.usage.output_tokens"] = usage.output
     if usage.cache_read is not None:
         attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
     if usage.cache_write is not None:
@@ -214,7 +214,7 @@ def _answered(span: Span, tail: tuple[bytes, ...], choices: int) -> None:
         attributes["gen_ai.response.model"] = usage.model
     if usage.response_id is not None:
         attributes["gen_ai.response.id"] = usage.response_id
-    span.set_attributes(attributes)
+    return attributes
 
 
 class TracedStream(EventStream):
@@ -262,13 +262,14 @@ class TracedStream(EventStream):
         if span is None:
             return
         if span.is_recording():
-            if self._first is not None:
-                span.set_attribute("gen_ai.response.time_to_first_chunk", self._first - self._started)
             tail = (self._previous, self._last)
-            _answered(span, tail, self._choices)
+            attributes = _answered(tail, self._choices)
+            if self._first is not None:
+                attributes["gen_ai.response.time_to_first_chunk"] = self._first - self._started
             if any(event in chunk for chunk in tail for event in _ERROR_EVENT):
-                span.set_attribute("error.type", "stream_error")  # the provider's in-stream error event
+                attributes["error.type"] = "stream_error"  # the provider's in-stream error event
                 span.set_status(StatusCode.ERROR, "stream_error")
+            span.set_attributes(attributes)
         span.end()
 
 
