@@ -69,9 +69,10 @@ def create_app(settings: Settings) -> Starlette:
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     telemetry = Telemetry.from_settings(settings)
     mcp = MCP.from_settings(settings, telemetry)
-    chat = ChatEndpoint(settings, adapters, policy, mcp.runner)
+    # With tracing on, the chat route's adapters and the proxy's client make client spans.
+    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
-    proxy = ProxyEndpoint(settings, adapters, http)
+    proxy = ProxyEndpoint(settings, adapters, telemetry.wrap_client(http))
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models.handle, methods=["GET"]),

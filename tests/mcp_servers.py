@@ -1,7 +1,8 @@
 """Real MCP servers for the tests, built with the SDK's ``MCPServer`` and served by uvicorn on
 loopback: streamable HTTP (stateful or stateless) or the older HTTP+SSE transport. Their tools add,
 echo, fail, sleep and return a large result; ``tools/list`` comes in pages of two. ``stall`` names
-HTTP methods (``DELETE``) or MCP methods (``tools/list``) the server takes in and never answers."""
+HTTP methods (``DELETE``) or MCP methods (``tools/list``) the server takes in and never answers.
+Each keeps the ``_meta`` of every ``tools/call`` it receives (where the caller's trace context is)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ async def _no_hold(method: str) -> None:
     return None
 
 
-def build(prefix: str = "", hold: Hold = _no_hold) -> MCPServer:
+def build(prefix: str = "", hold: Hold = _no_hold, metas: list[dict[str, Any]] | None = None) -> MCPServer:
     async def stalling(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         await hold(ctx.method)
+        if ctx.method == "tools/call" and metas is not None:
+            metas.append(dict(ctx.meta or {}))
         return await call_next(ctx)
 
     server = MCPServer("test-tools", version="1.0", log_level="CRITICAL", middleware=[stalling, paginated])
@@ -124,9 +127,10 @@ class MCPTestServer:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.authorizations: list[bytes] = []
+        self.metas: list[dict[str, Any]] = []  # the _meta of each tools/call received
 
     async def start(self) -> MCPTestServer:
-        server = build(self.prefix, self._hold)
+        server = build(self.prefix, self._hold, self.metas)
         if self.kind == "sse":
             app = server.sse_app()
         else:

@@ -7,6 +7,7 @@
     logs          the request log (one line per request) and the log format (text or JSON)
     metrics       Prometheus metrics on a port of their own (TELEMETRY_ENABLED; loaded only then)
     tracing       OpenTelemetry spans over OTLP/HTTP (TELEMETRY_TRACING_ENABLED; loaded only then)
+    upstream      tracing's client spans around each upstream call (wrapped adapters, proxy client)
 
 ``Telemetry.from_settings`` chooses the sinks once; an output that is off is simply not among them,
 so the request path never asks whether something is enabled.
@@ -14,13 +15,14 @@ so the request path never asks whether something is enabled.
     telemetry = Telemetry.from_settings(settings)
     app = TelemetryMiddleware(app, telemetry=telemetry, routes={chat.handle: "/v1/chat/completions"})
     with telemetry.tool_call("search", "web_search") as call: ...
+    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), ...)   # traced when tracing is on
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ from .exchange import Exchange, current
 from .sink import Sink, ToolCall
 
 if TYPE_CHECKING:
+    from providers import Adapter, HttpClient
+
     from ..settings import Settings
 
 __all__ = ["Exchange", "Sink", "Telemetry", "ToolCall", "current"]
@@ -44,12 +48,29 @@ class Telemetry:
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
         sinks: list[Sink] = []
-        # (metrics: TELEMETRY_ENABLED; tracing: TELEMETRY_TRACING_ENABLED or OTEL_EXPORTER_OTLP_ENDPOINT)
+        # (metrics: TELEMETRY_ENABLED)
+        if settings.telemetry_tracing_enabled or settings.otel_exporter_otlp_endpoint:
+            from .tracing import Tracing  # the OpenTelemetry SDK and exporter load only when tracing is on
+
+            sinks.append(Tracing.from_settings(settings))
         if settings.server_access_log:
             from .logs import RequestLog
 
             sinks.append(RequestLog())
         return cls(sinks)
+
+    def wrap_adapters(self, adapters: Mapping[str, Adapter]) -> dict[str, Adapter]:
+        """The adapters as the chat route calls them: the same objects unless a sink watches them."""
+        wrapped = dict(adapters)
+        for sink in self.sinks:
+            wrapped = {pid: sink.wrap_adapter(adapter) for pid, adapter in wrapped.items()}
+        return wrapped
+
+    def wrap_client(self, http: HttpClient) -> HttpClient:
+        """The HTTP client as the raw proxy calls it."""
+        for sink in self.sinks:
+            http = sink.wrap_client(http)
+        return http
 
     async def start(self) -> None:
         for sink in self.sinks:

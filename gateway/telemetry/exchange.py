@@ -12,6 +12,7 @@ stream ended, and at the end the sinks (the request log, metrics, traces) read t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ class Exchange:
         "extra",
         "first_byte",
         "first_token",
+        "headers",
         "hub",
         "identity",
         "method",
@@ -70,12 +72,21 @@ class Exchange:
         "usage",
     )
 
-    def __init__(self, hub: Telemetry | None, request_id: str, method: str, path: str, client: str | None) -> None:
+    def __init__(
+        self,
+        hub: Telemetry | None,
+        request_id: str,
+        method: str,
+        path: str,
+        client: str | None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.hub = hub
         self.request_id = request_id
         self.method = method
         self.path = path
         self.client = client
+        self.headers = headers  # the request's raw headers (the ASGI scope's list itself, not a copy)
         self.started = time.perf_counter()
         self.started_ns = time.time_ns()
         self.route = "unmatched"  # the route template, set once the router has matched

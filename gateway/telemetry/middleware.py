@@ -59,9 +59,12 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         telemetry = self.telemetry
-        request_id = request_id_from(scope["headers"])
+        headers = scope["headers"]
+        request_id = request_id_from(headers)
         client = scope.get("client")
-        exchange = Exchange(telemetry, request_id, scope["method"], scope["path"], client[0] if client else None)
+        exchange = Exchange(
+            telemetry, request_id, scope["method"], scope["path"], client[0] if client else None, headers
+        )
         started = exchange.started
         clock = WaitClock()
         tokens = (WAITS.set(clock), CURRENT.set(exchange), OUTBOUND.set({_REQUEST_ID: request_id}))

@@ -2,7 +2,9 @@
 
 Every hook is a no-op here, so a sink implements only what it reads. Hooks run on the request's
 task, in its context (a sink may keep per-request state in ``Exchange.extra``), and must be cheap:
-they are on every request's path.
+they are on every request's path. Two more are called once, by ``create_app``: ``wrap_adapter`` and
+``wrap_client`` let a sink watch the upstream calls themselves (tracing wraps them in client spans);
+by default they hand back what they were given, so a sink that does not watch costs nothing there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from providers import Adapter, HttpClient
+
     from .exchange import Exchange
 
 __all__ = ["Sink", "ToolCall"]
@@ -31,6 +35,14 @@ class ToolCall:
 
 
 class Sink:
+    def wrap_adapter(self, adapter: Adapter) -> Adapter:
+        """The adapter the chat route calls (once per provider, at start-up)."""
+        return adapter
+
+    def wrap_client(self, http: HttpClient) -> HttpClient:
+        """The HTTP client the raw proxy calls (once, at start-up)."""
+        return http
+
     async def start(self) -> None:
         """At start-up (the app's lifespan), before the first request."""
 
