@@ -14,6 +14,8 @@ internet needs and uvicorn's httptools protocol lacks, and a bounded graceful sh
   ``SERVER_DRAIN_DELAY``, each answer closing its connection; then the server stops accepting and
   lets requests finish for ``SERVER_DRAIN_TIMEOUT``, and cuts what is left. SIGINT skips the delay;
   another signal cuts at once, whenever it comes.
+- ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from ``FORWARDED_ALLOW_IPS``
+  (uvicorn's proxy-headers middleware, off when the list is empty).
 
     config = uvicorn_config(settings, app)
     GatewayServer(config).run()
@@ -353,6 +355,7 @@ class GatewayServer(uvicorn.Server):
 
 def uvicorn_config(settings: Settings, app: Any, **options: Any) -> GatewayConfig:
     """uvicorn's configuration for ``app`` (an ASGI app, or an import string with ``factory=True``)."""
+    proxies = list(settings.forwarded_allow_ips)
     return GatewayConfig(
         app,
         limits=ServerLimits.from_settings(settings),
@@ -361,6 +364,9 @@ def uvicorn_config(settings: Settings, app: Any, **options: Any) -> GatewayConfi
         # Counted from the end of the drain delay (the delay runs before uvicorn's shutdown begins):
         # after the drain deadline, the cut requests get a moment to write their last bytes.
         timeout_graceful_shutdown=math.ceil(settings.server_drain_timeout) + 2,
+        # uvicorn believes 127.0.0.1 by default; the gateway believes no one unless told.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         server_header=False,
         **options,
     )

@@ -1,11 +1,13 @@
 """The HTTP server's own limits, over raw sockets: request heads capped in size, count and time,
-connections capped, upstream failures mid-body dropped quietly."""
+connections capped, upstream failures mid-body dropped quietly; and which client address a real
+gateway process believes (FORWARDED_ALLOW_IPS)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +18,7 @@ import pytest_asyncio
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
-from .processes import gateway_process, read_all
+from .processes import GatewayProcess, gateway_process, read_all
 
 LIMITS = {
     "SERVER_MAX_HEADER_BYTES": "8192",
@@ -185,3 +187,27 @@ async def test_idle_sockets_cannot_exhaust_the_process(fake: FakeProviders) -> N
         finally:
             for _, writer in sockets:
                 writer.close()
+
+
+# -- forwarded headers: which client address the gateway believes ---------------------------------
+
+
+async def logged_client(gateway: GatewayProcess, path: str) -> str:
+    """The client address the gateway logged for its request to ``path`` (uvicorn's access log)."""
+    match = await gateway.line_matching(rf'(\S+):\d+ - "GET {re.escape(path)} HTTP/1\.1"')
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "believed"),
+    [("127.0.0.1", True), ("10.0.0.0/8,127.0.0.0/8", True), ("*", True), ("", False), ("10.0.0.0/8,::1", False)],
+)
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
+    fake: FakeProviders, trusted: str, believed: bool
+) -> None:
+    async with gateway_process(fake, SERVER_ACCESS_LOG="true", FORWARDED_ALLOW_IPS=trusted) as gateway:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(f"{gateway.url}/health?probe=forwarded", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert answer.status_code == 200
+        client = await logged_client(gateway, "/health?probe=forwarded")
+    assert client == ("203.0.113.7" if believed else "127.0.0.1")
