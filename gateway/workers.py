@@ -39,6 +39,8 @@ _CHECK_EVERY = 0.5  # seconds between health checks of the workers
 class Worker(Process):
     """uvicorn's worker process, serving with ``GatewayServer``."""
 
+    signals_sent = 0
+
     @property
     def server(self) -> GatewayServer:
         if self._server is None:
@@ -46,6 +48,7 @@ class Worker(Process):
         return cast(GatewayServer, self._server)
 
     def signal(self, sig: int) -> None:
+        self.signals_sent += 1
         if self.pid is not None and self.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
@@ -61,22 +64,18 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.stopping = False
         self.failed = False
-        # Put by the signal handler (SimpleQueue.put may be called from one), read by the loop.
-        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._received = 0  # signals received so far: each worker must be sent as many
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # from the handler to the loop
 
     def run(self) -> int:
         """Supervise until every worker has ended: 0, or uvicorn's start-up failure code (3)."""
-        previous = {sig: signal.signal(sig, self._received) for sig in _SIGNALS}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
         try:
             log.info("supervisor [%d]: starting %d workers", os.getpid(), self.config.workers)
             self.workers = [self._spawn() for _ in range(self.config.workers)]
             while self.workers:
-                try:
-                    sig = self._signals.get(timeout=_CHECK_EVERY)
-                except queue.Empty:
-                    pass
-                else:
-                    self._pass_on(sig)
+                with contextlib.suppress(queue.Empty):
+                    self._after_signal(self._signals.get(timeout=_CHECK_EVERY))
                 self._check()
         finally:
             for sig, handler in previous.items():
@@ -84,19 +83,29 @@ class Supervisor:
         log.info("supervisor [%d]: every worker has ended", os.getpid())
         return STARTUP_FAILURE if self.failed else 0
 
-    def _received(self, sig: int, frame: FrameType | None) -> None:
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        # Passed on from the handler itself: the loop may be waiting for seconds on the health ping
+        # of a worker still starting, and readiness must be withdrawn at once.
+        self._received += 1
+        self._pass_on(sig)
         self._signals.put(sig)
 
     def _pass_on(self, sig: int) -> None:
-        if not self.stopping:
+        self.stopping = True
+        for worker in self.workers:
+            worker.signal(sig)
+
+    def _after_signal(self, sig: int) -> None:
+        if self.sockets:
             log.info("supervisor: %s, passed on to %d workers", signal.Signals(sig).name, len(self.workers))
             # The workers hold the socket too; once they close it at the end of the delay, new
             # connections are refused instead of waiting in a backlog that nobody accepts from.
             for sock in self.sockets:
                 sock.close()
-        self.stopping = True
-        for worker in self.workers:
-            worker.signal(sig)
+            self.sockets = []
+        for worker in self.workers:  # one started just as the signal came may have missed it
+            while worker.signals_sent < self._received:
+                worker.signal(sig)
 
     def _spawn(self) -> Worker:
         worker = Worker(self.config, self.sockets)

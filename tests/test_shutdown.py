@@ -2,11 +2,12 @@
 sees it: on SIGTERM ``/ready`` answers 503 at once while new connections and requests are still
 served for SERVER_DRAIN_DELAY; then new connections are refused and requests in flight get
 SERVER_DRAIN_TIMEOUT before streams are cut with an error event. SIGINT skips the delay, a second
-signal cuts at once, and several workers follow the same timeline."""
+signal cuts at once, and several workers follow the same timeline (a dead one is replaced)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from typing import Any
@@ -233,3 +234,19 @@ async def test_a_second_sigterm_reaches_the_workers(fake: FakeProviders) -> None
         writer.close()
         assert time.monotonic() - again < 3
     assert b"shutting_down" in rest and rest.rstrip(b"\r\n0").endswith(b"data: [DONE]")
+
+
+async def test_a_worker_that_dies_is_replaced(fake: FakeProviders) -> None:
+    async with gateway_process(fake, SERVER_WORKERS="2") as gateway:
+        await workers_started(gateway, 2)
+        pid = int((await gateway.line_matching(r"Started server process \[(\d+)\]")).group(1))
+        os.kill(pid, signal.SIGKILL)
+        await gateway.line_matching(rf"worker \[{pid}\] ended \(exit code -9\); starting another")
+        await workers_started(gateway, 3)
+        async with httpx.AsyncClient() as http:
+            for _ in range(4):  # new connections, served by either worker
+                assert (await http.get(f"{gateway.url}/health")).status_code == 200
+        gateway.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await gateway.process.wait()
+    assert gateway.process.returncode == 0, gateway.output
