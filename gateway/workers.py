@@ -6,7 +6,9 @@ readiness for the drain delay nor hear a second signal. This one reuses uvicorn'
 (spawned, pinged for health) with a ``GatewayServer`` in it, and passes every SIGTERM and SIGINT it
 receives on to every worker, so each follows the same shutdown timeline as a single process (see
 ``server``). While the gateway runs, a worker that dies or stops answering its pings is replaced;
-one that cannot start stops the gateway, since every other would fail the same way.
+one that cannot start stops the gateway, since every other would fail the same way. uvicorn's
+SIGHUP (restart every worker) and SIGTTIN/SIGTTOU (one worker more or fewer) are not offered: in a
+container, the orchestrator restarts and scales.
 
     config = uvicorn_config(settings, "gateway.app:app_from_environment", factory=True, workers=4)
     Supervisor(config, [config.bind_socket()]).run()
