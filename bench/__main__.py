@@ -254,6 +254,7 @@ class Bench:
             "SERVER_PORT": str(port),
             "SERVER_WORKERS": str(workers),
             "SERVER_ACCESS_LOG": "false",
+            "SERVER_DRAIN_DELAY": "0s",  # no load balancer to wait for when the bench stops it
             "OPENAI_API_URL": f"{mock}/openai/v1",
             "OPENAI_SSE_API_URL": f"{mock}/openai-sse/v1",
             "ANTHROPIC_API_URL": f"{mock}/anthropic/v1",

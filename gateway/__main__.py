@@ -92,11 +92,10 @@ def _print_providers(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, environ: dict[str, str]) -> int:
-    from uvicorn.supervisors import Multiprocess
-
     from .app import create_app
     from .server import GatewayServer, uvicorn_config
     from .telemetry.logs import configure_logging
+    from .workers import Supervisor
 
     # One format for every line, uvicorn's included; uvicorn applies it again in each worker.
     log_config = configure_logging(settings)
@@ -115,8 +114,7 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         # Each worker process builds its own app (and pool) from the same environment.
         os.environ.update(environ)
         config = uvicorn_config(settings, "gateway.app:app_from_environment", factory=True, **options)
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return 0
+        return Supervisor(config, [config.bind_socket()]).run()
     server = GatewayServer(uvicorn_config(settings, create_app(settings), **options))
     # The SIGINT that stopped the server is raised again once it has.
     with contextlib.suppress(KeyboardInterrupt):

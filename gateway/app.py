@@ -28,6 +28,7 @@ from .mcp import MCP
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
+from .readiness import Readiness
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -111,6 +112,8 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))
+    # Next to /health, once the verifier exists: readiness waits for its keys.
+    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp).handle, methods=["GET"]))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,8 +9,13 @@ internet needs and uvicorn's httptools protocol lacks, and a bounded graceful sh
   ``SERVER_IDLE_TIMEOUT``, as before.
 - At most ``SERVER_MAX_CONNECTIONS`` connections per process: one more is answered 503 and closed
   at once, so idle sockets cannot use up the process's file descriptors.
-- SIGTERM stops accepting, lets requests finish for ``SERVER_DRAIN_TIMEOUT`` (see ``drain``), then
-  cuts what is left; a second SIGTERM or SIGINT cuts at once.
+- Shutdown is a timeline (``GatewayServer``, ``drain``): the first SIGTERM withdraws readiness
+  (``/ready`` answers 503) while new connections and requests are still served for
+  ``SERVER_DRAIN_DELAY``, each answer closing its connection; then the server stops accepting and
+  lets requests finish for ``SERVER_DRAIN_TIMEOUT``, and cuts what is left. SIGINT skips the delay;
+  another signal cuts at once, whenever it comes.
+- ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from ``FORWARDED_ALLOW_IPS``
+  (uvicorn's proxy-headers middleware, off when the list is empty).
 
     config = uvicorn_config(settings, app)
     GatewayServer(config).run()
@@ -21,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import resource
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +44,15 @@ from .drain import Drain
 from .relay import ABORT_EXTENSION, DRAIN_EXTENSION
 from .settings import Settings
 
-__all__ = ["GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
+__all__ = ["GatewayConfig", "GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
 
 log = logging.getLogger("polyrelay")
 
 _MAX_AUTO_CONNECTIONS = 10_000
 _LINGER_SECONDS = 1.0
+# Signals this close together are one request that reached the process twice (a terminal or a
+# service manager signals the whole process group, and the worker supervisor passes its own on).
+REPEAT_WINDOW = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,7 @@ class ServerLimits:
     read_header_timeout: float = 10.0
     max_connections: int = 0  # 0: none
     drain_timeout: float = 20.0
+    drain_delay: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerLimits:
@@ -61,6 +72,7 @@ class ServerLimits:
             read_header_timeout=settings.server_read_header_timeout,
             max_connections=settings.server_max_connections or automatic_max_connections(),
             drain_timeout=settings.server_drain_timeout,
+            drain_delay=settings.server_drain_delay,
         )
 
 
@@ -211,6 +223,10 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:
+            if self.extras.drain.leaving:
+                # Answered with "Connection: close", so a client holding a kept-alive connection
+                # reconnects through the load balancer, which by now sends it elsewhere.
+                cycle.keep_alive = False
             extensions: dict[str, Any] = {
                 DRAIN_EXTENSION: self.extras.drain,
                 ABORT_EXTENSION: functools.partial(_abort, cycle),
@@ -277,29 +293,80 @@ def _abort(cycle: Any) -> None:
     cycle.transport.close()
 
 
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's configuration, with the limits the gateway's protocol and server share."""
+
+    def __init__(self, app: Any, *, limits: ServerLimits, **options: Any) -> None:
+        super().__init__(app, http=functools.partial(GatewayProtocol, limits=limits), **options)  # type: ignore[arg-type]
+        self.limits = limits
+
+
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server, where a second SIGTERM (or SIGINT) ends the drain at once instead of being
-    ignored."""
+    """uvicorn's server, on the gateway's shutdown timeline.
+
+    The first SIGTERM makes the process leave (``Drain.leave``: ``/ready`` answers 503) and starts
+    ``SERVER_DRAIN_DELAY``, during which everything is served as before; at its end uvicorn's own
+    shutdown runs: stop accepting, drain (``GatewayProtocol.shutdown``), exit. A first SIGINT skips
+    the delay. Any later signal (past ``REPEAT_WINDOW``) cuts the drain at once, where uvicorn would
+    ignore a second SIGTERM.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        super().__init__(config)
+        self.limits = config.limits
+        # Made here, not by the first connection: the delay may begin before any connection exists.
+        self.extras = _extras(self.server_state, config.limits)
+        self._signalled_at: float | None = None
+        self._delay_ends: float | None = None  # monotonic time; set while the delay runs
+        self._delay_signal: int = signal.SIGTERM
+        self._delay_logged = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if self.should_exit:
+        # A signal handler: it only sets state (and cuts); the ticks of the main loop act on it.
+        now = time.monotonic()
+        if self._signalled_at is None:
+            self._signalled_at = now
+            self.extras.drain.leave()
+            if sig == signal.SIGTERM and self.limits.drain_delay > 0:
+                self._delay_ends, self._delay_signal = now + self.limits.drain_delay, sig
+                return
+        elif now - self._signalled_at < REPEAT_WINDOW:
+            return
+        else:
+            self._delay_ends = None
             self.force_exit = True
-            extras: _ServerExtras | None = getattr(self.server_state, "polyrelay", None)
-            if extras is not None:
-                extras.drain.cut()
+            self.extras.drain.cut()
         super().handle_exit(sig, frame)
 
+    async def on_tick(self, counter: int) -> bool:
+        if self._delay_ends is not None:
+            if not self._delay_logged:
+                self._delay_logged = True
+                log.info(
+                    "SIGTERM: /ready answers 503; new requests are still served for %gs (SERVER_DRAIN_DELAY), "
+                    "then the drain starts",
+                    self.limits.drain_delay,
+                )
+            if time.monotonic() >= self._delay_ends:
+                self._delay_ends = None
+                super().handle_exit(self._delay_signal, None)  # uvicorn's shutdown, and its re-raise at exit
+        return await super().on_tick(counter)
 
-def uvicorn_config(settings: Settings, app: Any, **options: Any) -> uvicorn.Config:
+
+def uvicorn_config(settings: Settings, app: Any, **options: Any) -> GatewayConfig:
     """uvicorn's configuration for ``app`` (an ASGI app, or an import string with ``factory=True``)."""
-    limits = ServerLimits.from_settings(settings)
-    return uvicorn.Config(
+    proxies = list(settings.forwarded_allow_ips)
+    return GatewayConfig(
         app,
-        http=functools.partial(GatewayProtocol, limits=limits),  # type: ignore[arg-type]
+        limits=ServerLimits.from_settings(settings),
         lifespan="on",
         timeout_keep_alive=int(settings.server_idle_timeout),
-        # After the drain deadline, the cut requests get a moment to write their last bytes.
-        timeout_graceful_shutdown=int(settings.server_drain_timeout) + 2,
+        # Counted from the end of the drain delay (the delay runs before uvicorn's shutdown begins):
+        # after the drain deadline, the cut requests get a moment to write their last bytes.
+        timeout_graceful_shutdown=math.ceil(settings.server_drain_timeout) + 2,
+        # uvicorn believes 127.0.0.1 by default; the gateway believes no one unless told.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         server_header=False,
         **options,
     )

@@ -12,6 +12,7 @@ environment wins over the file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -80,6 +81,24 @@ def parse_port(text: str) -> int:
 
 def parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_proxies(text: str) -> tuple[str, ...]:
+    """Trusted proxies: addresses and networks (``10.0.0.0/8``), or ``*`` alone for any."""
+    entries = parse_list(text)
+    if "*" in entries and len(entries) > 1:
+        raise ValueError("'*' trusts every address and cannot be combined with others")
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)  # strict: 10.0.0.1/8 is a typo for 10.0.0.0/8 or 10.0.0.1
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an IP address, a network such as 10.0.0.0/8, or '*' ({exc})") from None
+    return entries
 
 
 def parse_models(text: str) -> tuple[str, ...]:
@@ -253,7 +272,7 @@ SETTINGS: tuple[Var, ...] = (
     Var(
         "FORWARDED_ALLOW_IPS",
         "forwarded_allow_ips",
-        parse_list,
+        parse_proxies,
         "",
         (
             "Comma list of proxy addresses or networks (or *) whose X-Forwarded-For and X-Forwarded-Proto are "
@@ -378,7 +397,7 @@ SETTINGS: tuple[Var, ...] = (
         "auth_enabled",
         parse_bool,
         "false",
-        "Require a credential (OIDC token or API key) on every route but /health.",
+        "Require a credential (OIDC token or API key) on every route but /health and /ready.",
         aliases=("AUTH_ENABLE",),
     ),
     Var("AUTH_OIDC_ISSUER", "auth_oidc_issuer", str, "", "OIDC issuer URL; its discovery document names the JWKS."),

@@ -179,6 +179,11 @@ class HttpClient:
             auto_decompress=True,
         )
 
+    @property
+    def is_open(self) -> bool:
+        """Between ``start`` and ``close``: calls can be made."""
+        return self._session is not None
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

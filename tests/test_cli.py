@@ -64,7 +64,7 @@ def test_serve_answers_health_and_stops_on_sigterm(workers: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "SERVER_WORKERS": workers, "GROQ_API_KEY": "g"},
+        env={**os.environ, "SERVER_WORKERS": workers, "SERVER_DRAIN_DELAY": "0s", "GROQ_API_KEY": "g"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

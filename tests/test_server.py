@@ -1,18 +1,15 @@
 """The HTTP server's own limits, over raw sockets: request heads capped in size, count and time,
-connections capped, upstream failures mid-body dropped quietly, and a bounded graceful shutdown
-(SIGTERM to a real gateway process)."""
+connections capped, upstream failures mid-body dropped quietly; and which client address a real
+gateway process believes (FORWARDED_ALLOW_IPS)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
-import socket
-import sys
+import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import orjson
@@ -21,6 +18,7 @@ import pytest_asyncio
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
+from .processes import GatewayProcess, gateway_process, read_all
 
 LIMITS = {
     "SERVER_MAX_HEADER_BYTES": "8192",
@@ -46,19 +44,9 @@ async def exchange(address: tuple[str, int], data: bytes, *, timeout: float = 5.
         except ConnectionError:
             pass
         async with asyncio.timeout(timeout):
-            return await _read_all(reader)
+            return await read_all(reader)
     finally:
         writer.close()
-
-
-async def _read_all(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    try:
-        while chunk := await reader.read(65536):
-            chunks.append(chunk)
-    except ConnectionError:
-        pass
-    return b"".join(chunks)
 
 
 def status_and_error(answer: bytes) -> tuple[int, dict[str, object]]:
@@ -118,7 +106,7 @@ async def trickle(address: tuple[str, int], prefix: bytes = b"") -> tuple[bytes,
     dripping = asyncio.create_task(drip())
     try:
         async with asyncio.timeout(5):
-            answer = await _read_all(reader)
+            answer = await read_all(reader)
         return answer, time.monotonic() - started
     finally:
         dripping.cancel()
@@ -151,7 +139,7 @@ async def test_connections_over_the_cap_get_503_and_health_recovers(gateway_with
             # The idle ones never send a head: closed at the deadline, and the gateway answers again.
             for reader, _ in idle:
                 async with asyncio.timeout(5):
-                    assert await _read_all(reader) == b""
+                    assert await read_all(reader) == b""
             async with httpx.AsyncClient() as http:
                 assert (await http.get(f"{url}/health")).status_code == 200
         finally:
@@ -174,115 +162,15 @@ async def test_an_upstream_cut_mid_body_on_the_proxy_is_one_warning(
     assert noisy[0].exc_info is None and "cut off" in noisy[0].getMessage()
 
 
-# -- graceful shutdown of a real gateway process ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def gateway_process(fake: FakeProviders, **env: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    port = free_port()
-    environ = {
-        **os.environ,
-        **fake.env(),
-        "SERVER_PORT": str(port),
-        "SERVER_ACCESS_LOG": "false",
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        **env,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", env=environ, stderr=asyncio.subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                try:
-                    if (await http.get(f"{url}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-        yield process, url
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
-async def open_stream(url: str, model: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A chat stream opened over a raw socket, its first event read."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    body = orjson.dumps({"model": f"openai/{model}", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    writer.write(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(body) + body
-    )
-    await writer.drain()
-    async with asyncio.timeout(5):
-        await reader.readuntil(b"data: ")
-    return reader, writer
-
-
-async def test_sigterm_drains_then_cuts_streams_with_an_error_event(fake: FakeProviders) -> None:
-    async with gateway_process(fake, SERVER_DRAIN_TIMEOUT="1s") as (process, url):
-        reader, writer = await open_stream(url, "hang")
-        async with httpx.AsyncClient(timeout=10) as http:
-            slow = asyncio.create_task(
-                http.post(
-                    f"{url}/v1/chat/completions",
-                    json={"model": "openai/echo", "messages": [{"role": "user", "content": "hi"}]},
-                )
-            )
-            await asyncio.sleep(0.1)
-            started = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(5):
-                rest = await _read_all(reader)
-            cut_after = time.monotonic() - started
-            assert (await slow).status_code == 200  # finished within the drain time
-        writer.close()
-        assert b"shutting_down" in rest and rest.rstrip(b"\r\n0").endswith(b"data: [DONE]")
-        assert 0.8 < cut_after < 3
-        async with asyncio.timeout(5):
-            await process.wait()
-        assert time.monotonic() - started < 4
-
-
-async def test_new_connections_are_refused_while_draining(fake: FakeProviders) -> None:
-    async with gateway_process(fake, SERVER_DRAIN_TIMEOUT="3s") as (process, url):
-        _, writer = await open_stream(url, "hang")
-        process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
-        async with httpx.AsyncClient() as http:
-            with pytest.raises(httpx.ConnectError):
-                await http.get(f"{url}/health")
-        writer.close()
-
-
-async def test_a_second_sigterm_ends_the_drain_at_once(fake: FakeProviders) -> None:
-    async with gateway_process(fake, SERVER_DRAIN_TIMEOUT="20s") as (process, url):
-        reader, writer = await open_stream(url, "hang")
-        process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(5):
-            rest = await _read_all(reader)
-            await process.wait()
-        writer.close()
-        assert b"data: [DONE]" in rest and time.monotonic() - started < 3
+# -- a real gateway process (its shutdown is tested in test_shutdown) ----------------------------
 
 
 async def test_idle_sockets_cannot_exhaust_the_process(fake: FakeProviders) -> None:
     """300 sockets that never send a byte against a cap of 100: the process never holds more than
     the cap, answers 503 past it, and is back to its baseline after the head deadline."""
-    async with gateway_process(fake, SERVER_MAX_CONNECTIONS="100", SERVER_READ_HEADER_TIMEOUT="1s") as (process, url):
-        fds = f"/proc/{process.pid}/fd"
+    async with gateway_process(fake, SERVER_MAX_CONNECTIONS="100", SERVER_READ_HEADER_TIMEOUT="1s") as gateway:
+        url = gateway.url
+        fds = f"/proc/{gateway.process.pid}/fd"
         baseline = len(os.listdir(fds))
         host, port = url.removeprefix("http://").split(":")
         sockets = [await asyncio.open_connection(host, int(port)) for _ in range(300)]
@@ -290,7 +178,7 @@ async def test_idle_sockets_cannot_exhaust_the_process(fake: FakeProviders) -> N
             await asyncio.sleep(0.3)
             assert len(os.listdir(fds)) <= baseline + 100 + 5
             async with asyncio.timeout(5):
-                answers = await asyncio.gather(*(_read_all(reader) for reader, _ in sockets))
+                answers = await asyncio.gather(*(read_all(reader) for reader, _ in sockets))
             refused = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
             assert 200 <= refused <= 202  # the readiness probe's connection may still be open
             assert len(os.listdir(fds)) <= baseline + 2
@@ -299,3 +187,29 @@ async def test_idle_sockets_cannot_exhaust_the_process(fake: FakeProviders) -> N
         finally:
             for _, writer in sockets:
                 writer.close()
+
+
+# -- forwarded headers: which client address the gateway believes ---------------------------------
+
+
+async def logged_client(gateway: GatewayProcess, request_id: str) -> str:
+    """The client address in the request line of the request with ``request_id`` (the text format)."""
+    match = await gateway.line_matching(rf"request_id={re.escape(request_id)} .*client=(\S+)")
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "believed"),
+    [("127.0.0.1", True), ("10.0.0.0/8,127.0.0.0/8", True), ("*", True), ("", False), ("10.0.0.0/8,::1", False)],
+)
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
+    fake: FakeProviders, trusted: str, believed: bool
+) -> None:
+    async with gateway_process(fake, SERVER_ACCESS_LOG="true", FORWARDED_ALLOW_IPS=trusted) as gateway:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(
+                f"{gateway.url}/health", headers={"X-Forwarded-For": "203.0.113.7", "X-Request-Id": "forwarded-probe"}
+            )
+        assert answer.status_code == 200
+        client = await logged_client(gateway, "forwarded-probe")
+    assert client == ("203.0.113.7" if believed else "127.0.0.1")

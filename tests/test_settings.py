@@ -72,6 +72,33 @@ def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) ->
         Settings.load(env)
 
 
+@pytest.mark.parametrize(
+    ("text", "trusted"),
+    [
+        ("", ()),
+        ("10.0.0.7", ("10.0.0.7",)),
+        (" 10.0.0.0/8, 192.168.1.1 ,fd00::/8", ("10.0.0.0/8", "192.168.1.1", "fd00::/8")),
+        ("*", ("*",)),
+    ],
+)
+def test_trusted_proxies(text: str, trusted: tuple[str, ...]) -> None:
+    assert Settings.load({"FORWARDED_ALLOW_IPS": text}).forwarded_allow_ips == trusted
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("ingress.local", "not an IP address"),
+        ("10.0.0.1/8", "host bits"),  # uvicorn would take it for a name and never match it
+        ("10.0.0.0/33", "not an IP address"),
+        ("*,10.0.0.1", "cannot be combined"),  # uvicorn trusts everyone only for a lone "*"
+    ],
+)
+def test_bad_trusted_proxies_fail_naming_the_variable(text: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=f"FORWARDED_ALLOW_IPS.*{says}"):
+        Settings.load({"FORWARDED_ALLOW_IPS": text})
+
+
 def test_enable_and_enabled_spellings() -> None:
     assert Settings.load({"MCP_ENABLE": "true"}).mcp_enabled
     assert Settings.load({"MCP_ENABLED": "yes"}).mcp_enabled

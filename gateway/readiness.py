@@ -1,0 +1,67 @@
+"""``GET /ready``: whether this process should be sent traffic, for a load balancer's readiness probe.
+
+Ready (200) once the lifespan has opened the upstream pool and, when OIDC is on, the issuer's keys
+have been fetched at least once (until then every token would get 503). Not ready (503) from the
+first SIGTERM on: the server's ``Drain`` (reached through the scope extension the gateway's HTTP
+protocol sets) says the process is leaving, and the probe failing is what takes it out of the load
+balancer during ``SERVER_DRAIN_DELAY``. MCP servers are reported, never required: a gateway whose
+tool server is down still serves chats. ``/health`` stays the liveness check: 200 while the process
+serves, draining or not.
+
+    readiness = Readiness(http, oidc, mcp)
+    Route("/ready", readiness.handle, methods=["GET"])
+
+The body names each check: ``{"status": "ready", "checks": {"http_pool": "ok", "oidc": "off",
+"draining": false, "mcp": {"search": "connected"}}}``; the status is ``starting`` or ``draining``
+when not ready. It holds no URL and no secret: MCP servers appear by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from providers import HttpClient
+
+from .drain import Drain
+from .relay import DRAIN_EXTENSION
+
+if TYPE_CHECKING:
+    from .mcp import MCP
+    from .oidc import OIDCVerifier
+
+__all__ = ["Readiness"]
+
+_HEADERS = {"Cache-Control": "no-store"}
+
+
+class Readiness:
+    def __init__(self, http: HttpClient, oidc: OIDCVerifier | None, mcp: MCP) -> None:
+        self.http = http
+        self.oidc = oidc
+        self.mcp = mcp
+
+    def report(self, drain: Drain | None) -> tuple[bool, dict[str, Any]]:
+        """Whether the process is ready, and the body that says why."""
+        draining = drain is not None and drain.leaving
+        pool = "ok" if self.http.is_open else "closed"
+        oidc = "off" if self.oidc is None else "ok" if self.oidc.ready else "waiting"
+        checks = {
+            "http_pool": pool,
+            "oidc": oidc,
+            "draining": draining,
+            "mcp": {c.name: "connected" if c.available else "down" for c in self.mcp.connections},
+        }
+        starting = pool != "ok" or oidc == "waiting"
+        status = "draining" if draining else "starting" if starting else "ready"
+        return status == "ready", {"status": status, "checks": checks}
+
+    async def handle(self, request: Request) -> Response:
+        extensions = request.scope.get("extensions") or {}
+        ready, body = self.report(extensions.get(DRAIN_EXTENSION))
+        return Response(
+            orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json", headers=_HEADERS
+        )
