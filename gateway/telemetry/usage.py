@@ -20,7 +20,8 @@ import orjson
 __all__ = ["Usage", "read_usage"]
 
 # "usage": {...} with at most one level of nested objects (the *_details), as OpenAI writes it.
-_USAGE = re.compile(rb'"usage"\s*:\s*(\{(?:[^{}]|\{[^{}]*\})*\})')
+# Possessive runs: the usual object is matched in a few steps, not one alternation per byte.
+_USAGE = re.compile(rb'"usage"\s*:\s*(\{(?:[^{}]++|\{[^{}]*+\})*+\})')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
 _ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,256})"')
 
