@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .settings import Settings, SettingsError
 
@@ -118,7 +118,17 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         # Each worker process builds its own app (and pool) from the same environment.
         os.environ.update(environ)
         config = uvicorn_config(settings, "gateway.app:app_from_environment", factory=True, **options)
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        with contextlib.ExitStack() as stack:
+            supervisor: Callable[..., Multiprocess] = Multiprocess
+            if settings.telemetry_enabled:  # the workers write their metrics, the supervisor serves them
+                from .telemetry.scrape import WorkersMetrics
+
+                try:
+                    supervisor = stack.enter_context(WorkersMetrics(settings))
+                except OSError as exc:
+                    logging.getLogger("polyrelay").error("%s", exc)
+                    return 1
+            supervisor(config, sockets=[config.bind_socket()]).run()
         return 0
     server = GatewayServer(uvicorn_config(settings, create_app(settings), **options))
     # The SIGINT that stopped the server is raised again once it has.

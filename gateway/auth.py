@@ -32,7 +32,7 @@ __all__ = ["ApiKeys", "AuthMiddleware", "Identity", "identity_of"]
 
 log = logging.getLogger("polyrelay")
 
-OPEN_PATHS = frozenset({"/health", "/metrics"})
+OPEN_PATHS = frozenset({"/health"})
 MAX_TOKEN_BYTES = 8192  # a larger credential is refused before it is parsed
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

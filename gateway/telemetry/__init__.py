@@ -44,11 +44,15 @@ class Telemetry:
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
         sinks: list[Sink] = []
-        # (metrics: TELEMETRY_ENABLED; tracing: TELEMETRY_TRACING_ENABLED or OTEL_EXPORTER_OTLP_ENDPOINT)
+        # (tracing: TELEMETRY_TRACING_ENABLED or OTEL_EXPORTER_OTLP_ENDPOINT)
         if settings.server_access_log:
             from .logs import RequestLog
 
             sinks.append(RequestLog())
+        if settings.telemetry_enabled:
+            from .metrics import Metrics  # prometheus-client loads only when metrics are on
+
+            sinks.append(Metrics.from_settings(settings))
         return cls(sinks)
 
     async def start(self) -> None:
