@@ -1,11 +1,14 @@
 """The benchmark: ``make bench`` (or ``python -m bench``). Loopback only, about ten minutes.
 
 Every scenario runs against the mock directly and through the gateway in the same run, so the
-difference is the gateway's cost. Results go to bench/results/latest.{md,json}.
+difference is the gateway's cost. Results go to bench/results/latest.{md,json} (latest-metrics.* with
+BENCH_METRICS=1, and -partial with BENCH_ONLY).
 
 Environment: BENCH_DURATION (seconds per wrk run, 8), BENCH_SOAK_REQUESTS (1000000, or as many as
 BENCH_SOAK_MAX_SECONDS, 240, allow),
-BENCH_STREAMS (1000 concurrent slow streams), BENCH_QUICK=1 (short runs, for a smoke test).
+BENCH_STREAMS (1000 concurrent slow streams), BENCH_QUICK=1 (short runs, for a smoke test),
+BENCH_METRICS=1 (the gateway under test with TELEMETRY_ENABLED=true, scraped once at the end),
+BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers", "clients").
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ DURATION = int(os.environ.get("BENCH_DURATION", "2" if QUICK else "8"))
 SOAK = int(os.environ.get("BENCH_SOAK_REQUESTS", "20000" if QUICK else "1000000"))
 SOAK_MAX_SECONDS = int(os.environ.get("BENCH_SOAK_MAX_SECONDS", "240"))  # keeps the harness near ten minutes
 STREAMS = int(os.environ.get("BENCH_STREAMS", "200" if QUICK else "1000"))
+METRICS = os.environ.get("BENCH_METRICS") == "1"
+ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()}
 CHAT_BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Say hello."}]%s}'
 ANTHROPIC_BODY = (
     '{"model": "claude-bench", "max_tokens": 64, "messages": [{"role": "user", "content": "Say hello."}]%s}'
@@ -217,6 +222,7 @@ class Bench:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.mock = free_port()
         self.slow = free_port()
+        self.metrics_port = 0
 
     def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -262,6 +268,9 @@ class Bench:
             "SLOW_API_URL": f"http://127.0.0.1:{self.slow}/v1",
             **{f"{p}_API_KEY": "bench-key" for p in ("OPENAI", "OPENAI_SSE", "ANTHROPIC", "ANTHROPIC_SSE", "SLOW")},
         }
+        if METRICS:
+            self.metrics_port = free_port()
+            env |= {"TELEMETRY_ENABLED": "true", "TELEMETRY_METRICS_PORT": str(self.metrics_port)}
         process = self.spawn([sys.executable, "-m", "gateway", "serve"], env)
         startup = wait_http(port)
         return port, Watch(process.pid), startup
@@ -313,6 +322,8 @@ class Bench:
         watch: Watch,
         concurrency: int,
     ) -> None:
+        if not wanted(scenario):
+            return
         self.load(scenario, "direct", f"http://127.0.0.1:{self.mock}{direct}", direct_body, concurrency)
         self.load(scenario, "gateway", f"http://127.0.0.1:{port}{gateway_path}", body, concurrency, watch)
 
@@ -379,11 +390,17 @@ class Bench:
             watch,
             32,
         )
-        self.slow_streams(port, watch)
-        self.soak(port, watch)
+        if wanted("5."):
+            self.slow_streams(port, watch)
+        if wanted("6."):
+            self.soak(port, watch)
+        if METRICS:
+            self.facts["metrics_requests_counted"] = scraped_requests(self.metrics_port)
         self.stop_process(watch)
-        self.workers()
-        self.clients()
+        if wanted("workers"):
+            self.workers()
+        if wanted("clients"):
+            self.clients()
 
     def stop_process(self, watch: Watch) -> None:
         watch.process.terminate()
@@ -470,6 +487,21 @@ class Bench:
             process.wait(10)
 
 
+def wanted(scenario: str) -> bool:
+    return not ONLY or scenario.split(".")[0] in ONLY
+
+
+def scraped_requests(port: int) -> int:
+    """The requests the gateway's metrics counted: proof that they were on, and kept up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = b""
+        while chunk := sock.recv(65536):
+            text += chunk
+    values = re.findall(rb"^polyrelay_http_requests_total\{[^}]*\} ([\d.e+]+)$", text, re.M)
+    return int(sum(float(v) for v in values))
+
+
 def versions() -> dict[str, str]:
     found = {
         name: metadata.version(name) for name in ("starlette", "uvicorn", "aiohttp", "orjson", "uvloop", "httptools")
@@ -489,16 +521,19 @@ def report(bench: Bench) -> None:
         "platform": platform.platform(),
         "versions": versions(),
         "duration_s": DURATION,
+        "metrics": METRICS,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     document = {"machine": machine, "facts": bench.facts, "rows": [asdict(r) for r in bench.rows]}
-    (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    stem = "latest" + ("-metrics" if METRICS else "") + ("-partial" if ONLY else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")
     direct = {(r.scenario, r.concurrency): r for r in bench.rows if r.target == "direct"}
     lines = [
         f"# polyrelay benchmark, {machine['date']}",
         "",
         f"{machine['cores']} cores, Python {machine['versions']['python']}, {machine['versions']['nginx']}, "
-        f"{machine['versions']['wrk']}; one gateway worker unless said; loopback; wrk -t1, {DURATION} s per run.",
+        f"{machine['versions']['wrk']}; one gateway worker unless said; loopback; wrk -t1, {DURATION} s per run"
+        + ("; metrics on (TELEMETRY_ENABLED)." if METRICS else "."),
         "",
         "| scenario | target | conc. | req/s | p50 ms | p99 ms | added p50 / p99 ms | CPU ms/req | peak RSS MB "
         "| errors | CPU steal % |",
@@ -525,7 +560,7 @@ def report(bench: Bench) -> None:
             f"Soak: {soak.requests:,} requests; RSS {e['rss_before_mb']} -> {e['rss_after_mb']} MB "
             f"({e['rss_growth_pct']:+.1f}%); open fds {e['fds_before']} -> {e['fds_after']}."
         )
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

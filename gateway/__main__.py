@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -114,7 +115,17 @@ def _serve(settings: Settings, environ: dict[str, str]) -> int:
         # Each worker process builds its own app (and pool) from the same environment.
         os.environ.update(environ)
         config = uvicorn_config(settings, "gateway.app:app_from_environment", factory=True, **options)
-        return Supervisor(config, [config.bind_socket()]).run()
+        with contextlib.ExitStack() as stack:
+            worker_gone = None
+            if settings.telemetry_enabled:  # the workers write their metrics, the supervisor serves them
+                from .telemetry.scrape import WorkersMetrics
+
+                try:
+                    worker_gone = stack.enter_context(WorkersMetrics(settings)).worker_gone
+                except OSError as exc:
+                    logging.getLogger("polyrelay").error("%s", exc)
+                    return 1
+            return Supervisor(config, [config.bind_socket()], on_worker_gone=worker_gone).run()
     server = GatewayServer(uvicorn_config(settings, create_app(settings), **options))
     # The SIGINT that stopped the server is raised again once it has.
     with contextlib.suppress(KeyboardInterrupt):

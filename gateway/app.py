@@ -117,8 +117,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await telemetry.start()  # first: a metrics port in use stops start-up before anything is opened
         await http.start()
-        await telemetry.start()
         if oidc is not None:
             await oidc.start()
         if not settings.auth_enabled and not _is_loopback(settings.server_host):

@@ -32,7 +32,7 @@ __all__ = ["ApiKeys", "AuthMiddleware", "Identity", "identity_of"]
 
 log = logging.getLogger("polyrelay")
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapers send no credential
+OPEN_PATHS = frozenset({"/health", "/ready"})  # probes send no credential; metrics have a port of their own
 MAX_TOKEN_BYTES = 8192  # a larger credential is refused before it is parsed
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

@@ -625,6 +625,10 @@ class Settings:
                 "AUTH_ENABLED=true needs a way to check callers: set AUTH_OIDC_ISSUER and AUTH_OIDC_CLIENT_ID, "
                 "or AUTH_API_KEYS (or auth.api_keys in the config file)."
             )
+        if self.telemetry_enabled and self.telemetry_metrics_port == self.server_port:
+            raise SettingsError(
+                "TELEMETRY_METRICS_PORT must differ from SERVER_PORT: metrics are served on a port of their own."
+            )
         if self.stream_max_event_size < 1:
             raise SettingsError("STREAM_MAX_EVENT_SIZE must be at least 1 byte (the default is 8388608, 8 MiB).")
         for provider in self.providers.values():

@@ -22,6 +22,7 @@ import os
 import queue
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
 from typing import cast
 
@@ -60,9 +61,16 @@ class Supervisor:
     """Starts ``config.workers`` workers on ``sockets`` and keeps them running until a signal, which
     every worker then gets too; ``run`` returns once all have ended."""
 
-    def __init__(self, config: GatewayConfig, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        sockets: list[socket.socket],
+        *,
+        on_worker_gone: Callable[[int], None] | None = None,
+    ) -> None:
         self.config = config
         self.sockets = sockets
+        self.on_worker_gone = on_worker_gone  # told the pid of each worker that has ended
         self.workers: list[Worker] = []
         self.stopping = False
         self.failed = False
@@ -109,6 +117,10 @@ class Supervisor:
             while worker.signals_sent < self._received:
                 worker.signal(sig)
 
+    def _gone(self, worker: Worker) -> None:
+        if self.on_worker_gone is not None and worker.pid is not None:
+            self.on_worker_gone(worker.pid)
+
     def _spawn(self) -> Worker:
         worker = Worker(self.config, self.sockets)
         worker.start()
@@ -123,12 +135,14 @@ class Supervisor:
                     kept.append(worker)
                 else:
                     worker.join()
+                    self._gone(worker)
                 continue
             if worker.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 kept.append(worker)
                 continue
             worker.kill()  # dead, or alive but no longer answering
             worker.join()
+            self._gone(worker)
             if worker.exitcode == STARTUP_FAILURE:
                 log.error("supervisor: worker [%s] could not start; stopping the gateway", worker.pid)
                 self.failed = True

@@ -365,7 +365,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.xfail(strict=True, reason="the metrics endpoint lands with the telemetry branch")
 def test_every_metric_of_the_dashboard_is_exported_by_the_gateway() -> None:
     port, metrics_port = free_port(), free_port()
     clean = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_URL"))}

@@ -48,7 +48,6 @@ class Telemetry:
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
         sinks: list[Sink] = []
-        # (metrics: TELEMETRY_ENABLED)
         if settings.telemetry_tracing_enabled or settings.otel_exporter_otlp_endpoint:
             from .tracing import Tracing  # the OpenTelemetry SDK and exporter load only when tracing is on
 
@@ -57,6 +56,10 @@ class Telemetry:
             from .logs import RequestLog
 
             sinks.append(RequestLog())
+        if settings.telemetry_enabled:
+            from .metrics import Metrics  # prometheus-client loads only when metrics are on
+
+            sinks.append(Metrics.from_settings(settings))
         return cls(sinks)
 
     def wrap_adapters(self, adapters: Mapping[str, Adapter]) -> dict[str, Adapter]:

@@ -1,0 +1,121 @@
+"""The /metrics endpoint: Prometheus text on a port of its own (TELEMETRY_METRICS_PORT, bound to
+SERVER_HOST), never on the API's port, so an ingress in front of the API cannot expose it.
+
+    MetricsServer    prometheus-client's HTTP server on a thread of its own: a scrape (rendering
+                     every series) never holds up the event loop that serves requests
+    WorkersMetrics   with several worker processes: prometheus-client's multiprocess mode. The
+                     supervisor makes a fresh directory (PROMETHEUS_MULTIPROC_DIR) before the
+                     workers start, each worker writes its values there, the supervisor serves
+                     their sum, and forgets a dead worker's in-flight gauges
+
+    server = MetricsServer.start(registry, "0.0.0.0", 9464)
+    await server.aclose()
+
+    with WorkersMetrics(settings) as metrics:          # in the supervisor, before any worker
+        Supervisor(config, [sock], on_worker_gone=metrics.worker_gone).run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ..settings import Settings
+
+__all__ = ["MULTIPROCESS_DIR", "MetricsPortError", "MetricsServer", "WorkersMetrics"]
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable, read at its import
+
+
+class MetricsPortError(OSError):
+    """The metrics endpoint could not listen: start-up stops, naming the setting to change."""
+
+
+class MetricsServer:
+    def __init__(self, httpd: Any, thread: threading.Thread) -> None:
+        self.httpd = httpd
+        self.thread = thread
+
+    @classmethod
+    def start(cls, registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+        from prometheus_client import start_http_server
+
+        try:
+            httpd, thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise MetricsPortError(
+                f"The metrics endpoint cannot listen on {host}:{port} (TELEMETRY_METRICS_PORT={port}): "
+                f"{exc.strerror or exc}. Set TELEMETRY_METRICS_PORT to a free port, or stop what holds this one.",
+            ) from exc
+        return cls(httpd, thread)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def stop(self) -> None:
+        self.httpd.shutdown()  # returns once serve_forever has noticed (within its 0.5 s poll)
+        self.httpd.server_close()
+        self.thread.join()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __str__(self) -> str:
+        return f"{self.httpd.server_address[0]}:{self.port}"
+
+
+class WorkersMetrics:
+    """The supervisor's side of metrics over several workers (see the module docstring). The
+    process collector is left out: the supervisor's own memory and CPU would pass for the
+    gateway's, and prometheus-client does not sum those of the workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.host = settings.server_host
+        self.port = settings.telemetry_metrics_port
+        self.directory = ""
+        self.server: MetricsServer | None = None
+
+    def __enter__(self) -> WorkersMetrics:
+        # Set before any worker starts (they inherit it) and before prometheus-client is imported
+        # here, so every process agrees on where the values are.
+        self.directory = tempfile.mkdtemp(prefix="polyrelay-metrics-")
+        os.environ[MULTIPROCESS_DIR] = self.directory
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
+        try:
+            self.server = MetricsServer.start(registry, self.host, self.port)
+        except BaseException:
+            self._clean()
+            raise
+        return self
+
+    def worker_gone(self, pid: int) -> None:
+        """A worker ended (died and was replaced, or stopped): its in-flight gauges no longer
+        count, while its counters and histograms stay in the sum."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.directory)  # type: ignore[no-untyped-call]
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self._clean()
+
+    def _clean(self) -> None:
+        os.environ.pop(MULTIPROCESS_DIR, None)
+        shutil.rmtree(self.directory, ignore_errors=True)
