@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from providers.errors import AuthenticationFailed, UpstreamError
 
-from .scrape import MULTIPROCESS_DIR, MetricsServer
+from .scrape import MULTIPROCESS_DIR, LoopMetricsServer
 from .sink import Sink
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class Metrics(Sink):
         self.provider_names = dict(provider_names)  # registry id -> gen_ai.provider.name
         self.request_models = ModelLabels(model_cap)
         self.response_models = ModelLabels(model_cap)
-        self.server: MetricsServer | None = None
+        self.server: LoopMetricsServer | None = None
         # The *_created series would double what is scraped, for a time Prometheus does not use.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry = CollectorRegistry()
@@ -249,7 +249,7 @@ class Metrics(Sink):
 
     async def start(self) -> None:
         if not self.multiprocess:
-            self.server = MetricsServer.start(self.registry, self.host, self.port)
+            self.server = await LoopMetricsServer.start(self.registry, self.host, self.port)
 
     async def close(self) -> None:
         if self.server is not None:

@@ -1,14 +1,15 @@
 """The /metrics endpoint: Prometheus text on a port of its own (TELEMETRY_METRICS_PORT, bound to
 SERVER_HOST), never on the API's port, so an ingress in front of the API cannot expose it.
 
-    MetricsServer    prometheus-client's HTTP server on a thread of its own: a scrape (rendering
-                     every series) never holds up the event loop that serves requests
+    LoopMetricsServer  one process: /metrics on the gateway's own event loop (aiohttp), no thread
+    MetricsServer    prometheus-client's HTTP server on a thread of its own, for the supervisor of
+                     several workers (it has no event loop, and serves no requests)
     WorkersMetrics   with several worker processes: prometheus-client's multiprocess mode. The
                      supervisor makes a fresh directory (PROMETHEUS_MULTIPROC_DIR) before the
                      workers start, each worker writes its values there, the supervisor serves
                      their sum, and forgets a dead worker's in-flight gauges
 
-    server = MetricsServer.start(registry, "0.0.0.0", 9464)
+    server = await LoopMetricsServer.start(registry, "0.0.0.0", 9464)
     await server.aclose()
 
     with WorkersMetrics(settings) as metrics:          # in the supervisor, before any worker
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-__all__ = ["MULTIPROCESS_DIR", "MetricsPortError", "MetricsServer", "WorkersMetrics"]
+__all__ = ["MULTIPROCESS_DIR", "LoopMetricsServer", "MetricsPortError", "MetricsServer", "WorkersMetrics"]
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable, read at its import
 
@@ -71,6 +72,49 @@ class MetricsServer:
 
     def __str__(self) -> str:
         return f"{self.httpd.server_address[0]}:{self.port}"
+
+
+class LoopMetricsServer:
+    """/metrics served by the gateway's own event loop (aiohttp's server, which the gateway already
+    has). Measured with one worker relaying JSON: a server thread of its own, though idle, made every
+    API request cost about 25 µs more CPU; this costs nothing between scrapes. A scrape renders on
+    the loop (about a millisecond for a few hundred series, every 15 s or so)."""
+
+    def __init__(self, runner: Any, port: int) -> None:
+        self.runner = runner
+        self.port = port
+
+    @classmethod
+    async def start(cls, registry: CollectorRegistry, host: str, port: int) -> LoopMetricsServer:
+        from aiohttp import web
+        from prometheus_client.exposition import choose_encoder
+
+        async def metrics(request: web.Request) -> web.Response:
+            encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+            return web.Response(body=encode(registry), headers={"Content-Type": content_type})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # aiohttp rewrites the message
+            raise MetricsPortError(
+                f"The metrics endpoint cannot listen on {host}:{port} (TELEMETRY_METRICS_PORT={port}): "
+                f"{reason}. Set TELEMETRY_METRICS_PORT to a free port, or stop what holds this one.",
+            ) from exc
+        bound = runner.addresses[0][1] if runner.addresses else port
+        return cls(runner, int(bound))
+
+    async def aclose(self) -> None:
+        await self.runner.cleanup()
+
+    def __str__(self) -> str:
+        return f"port {self.port}"
 
 
 class WorkersMetrics:
