@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from providers.errors import APIError, ServiceUnavailable
+from providers.sse import holds_error_event
 
 from .drain import Drain
 from .telemetry.exchange import Exchange, current
@@ -28,7 +28,6 @@ __all__ = ["ABORT_EXTENSION", "DRAIN_EXTENSION", "ClientGone", "RelayResponse", 
 
 log = logging.getLogger("polyrelay")
 T = TypeVar("T")
-_ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{"error"')
 
 # ASGI scope extensions set by the gateway's HTTP protocol (gateway.server): the process's Drain,
 # and a callable that drops the connection of a response that cannot be completed, quietly.
@@ -196,7 +195,7 @@ class RelayResponse:
         finally:
             exchange.stream_tail((previous, last))
         # A provider's own error event, relayed as it came, ends the stream too: not a complete one.
-        if self.on_error is not None and _ERROR_EVENT.search(last):
+        if self.on_error is not None and holds_error_event(last):
             exchange.outcome, exchange.error_type = "upstream_error", "stream_error"
         else:
             exchange.outcome = "complete"

@@ -15,12 +15,10 @@ from .base import Adapter, ChatRequest, EventStream, looks_like_json_object
 from .errors import InvalidRequest, UpstreamUnreachable
 from .json_codec import dump_json
 from .sampling import sampled
-from .sse import DONE, SSEDecoder
+from .sse import DONE, ERROR_EVENT, SSEDecoder
 from .transport import UpstreamResponse
 
 __all__ = ["OpenAICompatibleAdapter"]
-
-_ERROR_EVENT = (b'data: {"error"', b'data:{"error"')  # with or without the optional space
 
 
 class OpenAICompatibleAdapter(Adapter):
@@ -153,7 +151,7 @@ async def _relay(response: UpstreamResponse, decoder: SSEDecoder, ending: _Endin
                 if out:
                     yield b"".join(out)
                 return
-            errored = errored or event.startswith(_ERROR_EVENT)
+            errored = errored or event.startswith(ERROR_EVENT)
             if see is not None:
                 see(event)
             last = (last[1], event)
@@ -163,7 +161,7 @@ async def _relay(response: UpstreamResponse, decoder: SSEDecoder, ending: _Endin
     for event in decoder.flush():
         if _is_done(event):
             return
-        errored = errored or event.startswith(_ERROR_EVENT)
+        errored = errored or event.startswith(ERROR_EVENT)
         if see is not None:
             see(event)
         last = (last[1], event)

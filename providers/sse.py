@@ -15,11 +15,26 @@ joined by LF, without the blank line that ended it, so a relay can pass it on un
 
 from __future__ import annotations
 
+import re
+
 from .errors import UpstreamInvalidAnswer
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "DONE", "EventTooLarge", "SSEDecoder", "encode_event", "parse_event"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DONE",
+    "ERROR_EVENT",
+    "EventTooLarge",
+    "SSEDecoder",
+    "encode_event",
+    "holds_error_event",
+    "parse_event",
+]
 
 DONE = b"[DONE]"
+# How an OpenAI-style stream reports a failure mid-way: an event whose data is {"error": ...}
+# (with or without the optional space after the colon).
+ERROR_EVENT = (b'data: {"error"', b'data:{"error"')
+_ERROR_EVENT_IN = re.compile(rb'(?:^|\n)data: ?\{"error"')
 DEFAULT_MAX_EVENT_SIZE = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 
@@ -133,3 +148,8 @@ def encode_event(data: bytes, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def holds_error_event(data: bytes) -> bool:
+    """Whether SSE bytes as relayed (whole events, one or several) hold an in-stream error event."""
+    return _ERROR_EVENT_IN.search(data) is not None

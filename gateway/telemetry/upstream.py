@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, set_span_in_
 
 from providers import Adapter, ChatRequest, EventStream, HttpClient, ModelInfo, Timeouts
 from providers.redact import Redactor
+from providers.sse import holds_error_event
 from providers.transport import OUTBOUND, Headers, UpstreamResponse
 
 from .exchange import Exchange, current, error_kind
@@ -51,7 +53,6 @@ _INTEGERS = (
     ("top_k", "gen_ai.request.top_k"),
 )
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
-_ERROR_EVENT = (b'data: {"error"', b'data:{"error"')
 
 
 def parent_context(exchange: Exchange) -> Context | None:
@@ -123,6 +124,21 @@ def _failed(span: Span, exc: BaseException) -> None:
     span.set_status(StatusCode.ERROR, kind)
 
 
+@contextmanager
+def _call_in(span: Span) -> Iterator[None]:
+    """Around the upstream call ``span`` stands for: its trace context goes with the call, and a
+    failure marks the span and ends it (a successful call's span is ended by its caller, later)."""
+    token = OUTBOUND.set(_outbound(span))
+    try:
+        yield
+    except BaseException as exc:
+        _failed(span, exc)
+        span.end()
+        raise
+    finally:
+        OUTBOUND.reset(token)
+
+
 def _server(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -151,15 +167,8 @@ class TracedAdapter(Adapter):
 
     async def chat(self, request: ChatRequest) -> bytes:
         span = self._start(request)
-        token = OUTBOUND.set(_outbound(span))
-        try:
+        with _call_in(span):
             body = await self.inner.chat(request)
-        except BaseException as exc:
-            _failed(span, exc)
-            span.end()
-            raise
-        finally:
-            OUTBOUND.reset(token)
         if span.is_recording():
             span.set_attributes(_answered((body,), _choices(request.payload)))
         span.end()
@@ -168,15 +177,8 @@ class TracedAdapter(Adapter):
     async def stream(self, request: ChatRequest) -> EventStream:
         span = self._start(request)
         started = time.perf_counter()
-        token = OUTBOUND.set(_outbound(span))
-        try:
+        with _call_in(span):
             events = await self.inner.stream(request)
-        except BaseException as exc:
-            _failed(span, exc)
-            span.end()
-            raise
-        finally:
-            OUTBOUND.reset(token)
         return TracedStream(events, span, started, _choices(request.payload))
 
     async def list_models(self) -> list[ModelInfo]:
@@ -266,7 +268,7 @@ class TracedStream(EventStream):
             attributes = _answered(tail, self._choices)
             if self._first is not None:
                 attributes["gen_ai.response.time_to_first_chunk"] = self._first - self._started
-            if any(event in chunk for chunk in tail for event in _ERROR_EVENT):
+            if any(holds_error_event(chunk) for chunk in tail):
                 attributes["error.type"] = "stream_error"  # the provider's in-stream error event
                 span.set_status(StatusCode.ERROR, "stream_error")
             span.set_attributes(attributes)
@@ -310,17 +312,10 @@ class TracedClient(HttpClient):
         if exchange.provider is not None:
             attributes["polyrelay.provider"] = exchange.provider
         span = self.tracer.start_span(method, parent_context(exchange), SpanKind.CLIENT, attributes)
-        token = OUTBOUND.set(_outbound(span))
-        try:
+        with _call_in(span):
             response = await self.inner.request(
                 method, url, headers=headers, body=body, timeouts=timeouts, raw=raw, redactor=redactor
             )
-        except BaseException as exc:
-            _failed(span, exc)
-            span.end()
-            raise
-        finally:
-            OUTBOUND.reset(token)
         span.set_attribute("http.response.status_code", response.status)
         if response.status >= 400:
             span.set_attribute("error.type", str(response.status))
