@@ -121,21 +121,27 @@ async def test_sigint_skips_the_delay(fake: FakeProviders) -> None:
     assert "SERVER_DRAIN_DELAY" not in gateway.output  # the delay was never announced
 
 
+async def second_sigterm_during_the_delay(gateway: GatewayProcess) -> None:
+    """SIGTERM, then another once the first was handled: the open stream is cut at once with an
+    error event and ``[DONE]``, and the process exits."""
+    reader, writer = await open_stream(gateway.url, "hang")
+    started = time.monotonic()
+    gateway.process.send_signal(signal.SIGTERM)
+    await until_unready(gateway.url, started)
+    await asyncio.sleep(REPEAT_WINDOW + 0.2)  # the first was handled: this one is not its echo
+    again = time.monotonic()
+    gateway.process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(5):
+        rest = await read_all(reader)
+        await gateway.process.wait()
+    writer.close()
+    assert time.monotonic() - again < 3
+    assert b"shutting_down" in rest and rest.rstrip(b"\r\n0").endswith(b"data: [DONE]")
+
+
 async def test_a_second_sigterm_during_the_delay_stops_at_once(fake: FakeProviders) -> None:
     async with gateway_process(fake, SERVER_DRAIN_DELAY="20s", SERVER_DRAIN_TIMEOUT="20s") as gateway:
-        reader, writer = await open_stream(gateway.url, "hang")
-        started = time.monotonic()
-        gateway.process.send_signal(signal.SIGTERM)
-        await until_unready(gateway.url, started)
-        await asyncio.sleep(REPEAT_WINDOW + 0.2)  # the first was handled: this one is not its echo
-        again = time.monotonic()
-        gateway.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(5):
-            rest = await read_all(reader)
-            await gateway.process.wait()
-        writer.close()
-        assert time.monotonic() - again < 3
-    assert b"shutting_down" in rest and rest.rstrip(b"\r\n0").endswith(b"data: [DONE]")
+        await second_sigterm_during_the_delay(gateway)
 
 
 # -- the drain itself (no delay) -----------------------------------------------------------------
@@ -221,19 +227,7 @@ async def test_workers_withdraw_readiness_serve_through_the_delay_then_stop(fake
 async def test_a_second_sigterm_reaches_the_workers(fake: FakeProviders) -> None:
     async with gateway_process(fake, SERVER_WORKERS="2", SERVER_DRAIN_DELAY="20s") as gateway:
         await workers_started(gateway, 2)
-        reader, writer = await open_stream(gateway.url, "hang")
-        started = time.monotonic()
-        gateway.process.send_signal(signal.SIGTERM)
-        await until_unready(gateway.url, started)
-        await asyncio.sleep(REPEAT_WINDOW + 0.2)
-        again = time.monotonic()
-        gateway.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(5):
-            rest = await read_all(reader)
-            await gateway.process.wait()
-        writer.close()
-        assert time.monotonic() - again < 3
-    assert b"shutting_down" in rest and rest.rstrip(b"\r\n0").endswith(b"data: [DONE]")
+        await second_sigterm_during_the_delay(gateway)
 
 
 async def test_a_worker_that_dies_is_replaced(fake: FakeProviders) -> None:
