@@ -19,9 +19,9 @@ import re
 from collections.abc import Mapping
 
 from providers.errors import InvalidRequest
-from providers.registry import Provider
+from providers.registry import ENDPOINTS, Provider
 
-__all__ = ["model_name", "model_name_problem", "provider_by_id", "resolve"]
+__all__ = ["model_name", "model_name_problem", "provider_by_id", "require_endpoint", "resolve"]
 
 _HOW = "Name the model as provider/model (for example openai/gpt-4o) or pass ?provider=<id>."
 
@@ -101,3 +101,22 @@ def resolve(model: str, provider_param: str | None, providers: Mapping[str, Prov
             code="unknown_provider",
         )
     return provider_by_id(pid, providers, param="model"), rest
+
+
+def require_endpoint(provider: Provider, endpoint: str, providers: Mapping[str, Provider]) -> None:
+    """A 400 unless ``provider`` serves ``endpoint`` (a name of ``providers.registry.ENDPOINTS``),
+    naming the configured providers that do."""
+    if provider.serves(endpoint):
+        return
+    others = sorted(p.id for p in providers.values() if p.configured and p.serves(endpoint))
+    route = ENDPOINTS[endpoint]
+    where = (
+        f"Providers configured here that serve it: {', '.join(others)}."
+        if others
+        else ("No provider configured on this gateway serves it.")
+    )
+    raise InvalidRequest(
+        f"Provider '{provider.id}' does not serve {route}. {where}",
+        param="model",
+        code="endpoint_not_supported",
+    )

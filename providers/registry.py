@@ -24,10 +24,35 @@ import yaml
 from .sampling import SamplingRule, parse_rules
 from .tool_ids import ToolCallIds, parse_rule
 
-__all__ = ["AUTH_TYPES", "Provider", "ProviderSpec", "RegistryError", "default_registry_path", "load_registry"]
+__all__ = [
+    "AUTH_TYPES",
+    "ENDPOINTS",
+    "Provider",
+    "ProviderSpec",
+    "RegistryError",
+    "default_registry_path",
+    "load_registry",
+]
 
 AUTH_TYPES = ("bearer", "x-api-key", "x-goog-api-key", "none")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# The gateway's routes beyond chat and models, by the name a registry entry's ``endpoints`` uses.
+# An entry lists those its provider serves, each with its path there (appended to ``url``), in
+# the protocol of its adapter: an openai entry's answers are relayed, a google or cohere entry's
+# are translated. /v1/messages and /v1/responses are served for every provider, through chat
+# when its entry does not list them.
+ENDPOINTS: Mapping[str, str] = {
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+    "images": "/v1/images/generations",
+    "speech": "/v1/audio/speech",
+    "transcriptions": "/v1/audio/transcriptions",
+    "translations": "/v1/audio/translations",
+    "moderations": "/v1/moderations",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+}
 
 
 class RegistryError(ValueError):
@@ -59,6 +84,8 @@ class ProviderSpec:
     # The provider's name in telemetry (gen_ai.provider.name): the OpenTelemetry GenAI conventions'
     # well-known value where there is one, else the id.
     telemetry_name: str = ""
+    # The endpoints (names of ``ENDPOINTS``) it serves beyond chat and models: name -> its path.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     docs: str = ""
 
     @property
@@ -95,6 +122,14 @@ class Provider:
 
     def endpoint(self, path: str) -> str:
         return self.url.rstrip("/") + path
+
+    def serves(self, endpoint: str) -> bool:
+        """Whether its registry entry lists ``endpoint`` (a name of ``ENDPOINTS``)."""
+        return endpoint in self.spec.endpoints
+
+    def endpoint_url(self, endpoint: str) -> str:
+        """The URL of ``endpoint`` at this provider (it must serve it)."""
+        return self.endpoint(self.spec.endpoints[endpoint])
 
     def auth_headers(self) -> dict[str, str]:
         """The credential and fixed headers every call to this provider carries."""
@@ -157,6 +192,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         "sampling",
         "tool_call_ids",
         "telemetry_name",
+        "endpoints",
         "docs",
     }
     unknown = set(entry) - known
@@ -182,6 +218,14 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
     models_format = str(models.get("format", "openai"))
     if models_format not in FORMATS:
         raise RegistryError(f"{where}: 'models.format' must be one of {', '.join(FORMATS)}.")
+    endpoints = entry.get("endpoints") or {}
+    if not isinstance(endpoints, dict):
+        raise RegistryError(f"{where}: 'endpoints' must be a mapping of endpoint name to path.")
+    for name, endpoint_path in endpoints.items():
+        if name not in ENDPOINTS:
+            raise RegistryError(f"{where}: unknown endpoint {name!r} in 'endpoints'; known: {', '.join(ENDPOINTS)}.")
+        if not isinstance(endpoint_path, str) or not endpoint_path.startswith("/"):
+            raise RegistryError(f"{where}: 'endpoints.{name}' must be a path starting with '/'.")
     try:
         sampling = parse_rules(entry.get("sampling"), where)
         tool_call_ids = parse_rule(entry.get("tool_call_ids"), where)
@@ -202,5 +246,6 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         sampling=sampling,
         tool_call_ids=tool_call_ids,
         telemetry_name=str(entry.get("telemetry_name") or pid),
+        endpoints=dict(endpoints),
         docs=str(entry.get("docs", "")),
     )

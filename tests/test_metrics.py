@@ -466,3 +466,35 @@ async def test_several_workers_are_summed_by_the_supervisor(tmp_path: Path, fake
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert not list(tmp_path.iterdir()), output  # the supervisor removed the workers' files
+
+
+def test_the_loop_instruments_export_what_prometheus_clients_would() -> None:
+    """One process keeps its values in the loop's own instruments, several workers in
+    prometheus-client's: a scrape must read the same either way."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+    from gateway.telemetry.instruments import LoopCounter, LoopGauge, LoopHistogram
+
+    disable_created_metrics()  # as Metrics does
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.01, 0.1, 1.0, 10.0)
+    mine = LoopHistogram("d_seconds", "Durations.", ("route",), buckets=buckets, registry=ours)
+    reference = Histogram("d_seconds", "Durations.", ("route",), buckets=buckets, registry=theirs)
+    count, reference_count = (
+        LoopCounter("c", "Counts.", ("kind",), registry=ours),
+        Counter("c", "Counts.", ("kind",), registry=theirs),
+    )
+    gauge, reference_gauge = LoopGauge("g", "Level.", registry=ours), Gauge("g", "Level.", registry=theirs)
+    for value in (0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 10.0, 99.0):  # bounds themselves included
+        for route in ("/a", "/b"):
+            mine.labels(route).observe(value)
+            reference.labels(route).observe(value)
+    for kind in ("x", "y", "x"):
+        count.labels(kind).inc()
+        reference_count.labels(kind).inc()
+    gauge.inc(), gauge.inc(), gauge.dec()
+    reference_gauge.inc(), reference_gauge.inc(), reference_gauge.dec()
+    assert generate_latest(ours).decode() == generate_latest(theirs).decode()
+    with pytest.raises(ValueError, match="takes labels"):
+        mine.labels("/a", "extra")

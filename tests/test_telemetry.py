@@ -295,3 +295,33 @@ def test_usage_is_read_from_the_last_event_of_a_stream() -> None:
 )
 def test_no_usage_when_there_is_none_or_it_is_malformed(body: bytes) -> None:
     assert read_usage((body,)) is None
+
+
+def _big(text: str) -> str:
+    return text * 3000  # past the size read in one parse: found by the byte search instead
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "json",  # one answer, usage before other keys (OpenAI puts service_tier after it)
+        "pretty",  # indented, with newlines inside the object
+        "stream",  # events with "usage": null, then the usage event
+    ],
+)
+def test_usage_reads_the_same_in_one_parse_or_by_search(shape: str, size: str) -> None:
+    content = _big("word ") if size == "large" else "hi"
+    usage = {"prompt_tokens": 11, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 3}}
+    answer = {"id": "c9", "model": "m-1", "choices": [{"message": {"content": content}}], "usage": usage}
+    if shape == "json":
+        tail: tuple[bytes, ...] = (orjson.dumps({**answer, "service_tier": "default"}),)
+    elif shape == "pretty":
+        tail = (orjson.dumps(answer, option=orjson.OPT_INDENT_2) + b"\n",)
+    else:
+        chunk = {"id": "c9", "model": "m-1", "choices": [{"delta": {"content": content}}], "usage": None}
+        final = {"id": "c9", "model": "m-1", "choices": [], "usage": usage}
+        tail = (b"data: " + orjson.dumps(chunk) + b"\n\n", b"data: " + orjson.dumps(final) + b"\n\n")
+    found = read_usage(tail)
+    assert found is not None
+    assert (found.input, found.output, found.cache_read, found.model, found.response_id) == (11, 4, 3, "m-1", "c9")

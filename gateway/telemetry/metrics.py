@@ -1,7 +1,8 @@
 """``Metrics``: Prometheus metrics of every request, served on a port of their own (TELEMETRY_ENABLED).
 
     instruments    made once, on a registry of this gateway's own (several apps in one process never
-                   share series), with the process collector
+                   share series), with the process collector: in one process, the loop's own
+                   lock-free ones (``instruments``); in a worker of several, prometheus-client's
     series caches  dicts from a tuple of label values to the instruments' children: ``end`` does a
                    few dict lookups and observations, never ``labels()`` with its checks and lock
     ModelLabels    which model names may be label values: names a provider answered successfully,
@@ -21,13 +22,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
+import prometheus_client
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from providers.errors import AuthenticationFailed, UpstreamError
 
+from .instruments import LoopCounter, LoopGauge, LoopHistogram
 from .scrape import MULTIPROCESS_DIR, LoopMetricsServer
 from .sink import Sink
 
@@ -55,6 +58,23 @@ GEN_AI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The codes AuthMiddleware and the OIDC verifier refuse with; anything else is "other".
 _AUTH_REASONS = frozenset({"missing_credentials", "invalid_api_key", "invalid_token", "invalid_request"})
+
+
+# A worker's instruments, with the values in the supervisor's files (prometheus-client's
+# multiprocess mode); called as the loop's own are.
+def _shared_histogram(
+    name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...], registry: CollectorRegistry
+) -> Any:
+    return prometheus_client.Histogram(name, documentation, labelnames, buckets=buckets, registry=registry)
+
+
+def _shared_counter(name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry) -> Any:
+    return prometheus_client.Counter(name, documentation, labelnames, registry=registry)
+
+
+def _shared_gauge(name: str, documentation: str, registry: CollectorRegistry) -> Any:
+    # A dead worker's in-flight requests no longer count (scrape.WorkersMetrics.worker_gone).
+    return prometheus_client.Gauge(name, documentation, registry=registry, multiprocess_mode="livesum")
 
 
 class ModelLabels:
@@ -127,11 +147,16 @@ class Metrics(Sink):
         # The *_created series would double what is scraped, for a time Prometheus does not use.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry = CollectorRegistry()
-        if not multiprocess:
+        histogram: Callable[..., Any] = LoopHistogram
+        counter: Callable[..., Any] = LoopCounter
+        gauge: Callable[..., Any] = LoopGauge
+        if multiprocess:
+            histogram, counter, gauge = _shared_histogram, _shared_counter, _shared_gauge
+        else:
             ProcessCollector(registry=registry)
 
         # -- GenAI semantic conventions --
-        self.tokens = Histogram(
+        self.tokens = histogram(
             "gen_ai_client_token_usage",
             "Tokens used per GenAI operation, by token type (input, output; cache_read, cache_write, reasoning "
             "when the provider reports a non-zero count).",
@@ -139,21 +164,21 @@ class Metrics(Sink):
             buckets=TOKEN_BUCKETS,
             registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = histogram(
             "gen_ai_server_request_duration_seconds",
             "Duration of GenAI operations (whole streams included); error_type is empty on success.",
             (*GEN_AI, "error_type"),
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        self.ttft = Histogram(
+        self.ttft = histogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Time from the request's arrival to the provider's first stream event.",
             GEN_AI,
             buckets=TTFT_BUCKETS,
             registry=registry,
         )
-        self.tpot = Histogram(
+        self.tpot = histogram(
             "gen_ai_server_time_per_output_token_seconds",
             "Time per output token after the first, of streams with more than one output token.",
             GEN_AI,
@@ -161,65 +186,63 @@ class Metrics(Sink):
             registry=registry,
         )
         # -- the gateway's own --
-        self.requests = Counter(
+        self.requests = counter(
             "polyrelay_http_requests",
             "HTTP requests answered, by route template, method and status.",
             ("route", "method", "status"),
             registry=registry,
         )
-        self.http_duration = Histogram(
+        self.http_duration = histogram(
             "polyrelay_http_request_duration_seconds",
             "HTTP request duration, from arrival to the answer's last byte.",
             ("route", "method"),
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
+        self.in_flight = gauge(
             "polyrelay_http_requests_in_flight",
             "HTTP requests being handled.",
             registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.streams_in_flight = Gauge(
+        self.streams_in_flight = gauge(
             "polyrelay_streams_in_flight",
             "Event streams being relayed.",
             registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.streams = Counter(
+        self.streams = counter(
             "polyrelay_streams",
             "Event streams, by how they ended: complete, client_gone, upstream_error, drained, internal_error.",
             ("route", "outcome"),
             registry=registry,
         )
-        self.upstream_errors = Counter(
+        self.upstream_errors = counter(
             "polyrelay_upstream_errors",
             "Failed provider calls, by registry id and kind (upstream_unreachable, upstream_timeout, "
             "upstream_invalid_answer, or the provider's error status).",
             ("provider", "kind"),
             registry=registry,
         )
-        self.overhead = Histogram(
+        self.overhead = histogram(
             "polyrelay_overhead_seconds",
             "Time spent in the gateway itself up to the answer's first byte (provider and tool waits excluded).",
             ("route",),
             buckets=OVERHEAD_BUCKETS,
             registry=registry,
         )
-        self.tool_calls = Counter(
+        self.tool_calls = counter(
             "polyrelay_mcp_tool_calls",
             "MCP tool calls run by the gateway, by server and outcome (ok, error, cancelled).",
             ("server", "outcome"),
             registry=registry,
         )
-        self.tool_duration = Histogram(
+        self.tool_duration = histogram(
             "polyrelay_mcp_tool_call_duration_seconds",
             "MCP tool call duration.",
             ("server",),
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
-        self.auth_failures = Counter(
+        self.auth_failures = counter(
             "polyrelay_auth_failures",
             "Requests refused for their credential (401), by reason: missing_credentials, invalid_api_key, "
             "invalid_token, invalid_request.",

@@ -12,6 +12,8 @@ byte search and only that object is parsed, so the cost does not grow with the a
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 __all__ = ["Usage", "read_usage"]
@@ -40,6 +42,22 @@ class Usage:
 def read_usage(tail: tuple[bytes, ...]) -> Usage | None:
     """The last usage object in ``tail`` (a JSON answer, or a stream's last chunks), or ``None``."""
     data = tail[0] if len(tail) == 1 else b"".join(tail)
+    at = data.rfind(b'"usage"')
+    if at < 0:
+        return None
+    # Most answers are small: the event (or the whole answer) holding the last usage is parsed
+    # at once, faster than searching it piece by piece.
+    start = data.rfind(b"data:", 0, at)
+    end = len(data) if start < 0 else _event_end(data, at)
+    start = 0 if start < 0 else start + 5
+    if end - start <= _PARSED_WHOLE:
+        try:
+            document = orjson.loads(data if start == 0 and end == len(data) else data[start:end])
+        except orjson.JSONDecodeError:
+            document = None
+        if type(document) is dict and type(usage := document.get("usage")) is dict:
+            model, answer_id = document.get("model"), document.get("id")
+            return _from(usage, model if type(model) is str else None, answer_id if type(answer_id) is str else None)
     at = len(data)
     while (at := data.rfind(b'"usage"', 0, at)) >= 0:
         raw = _object_after(data, at + 7)
@@ -48,33 +66,45 @@ def read_usage(tail: tuple[bytes, ...]) -> Usage | None:
     return None
 
 
+_PARSED_WHOLE = 4096  # bytes
+
+
+def _event_end(data: bytes, at: int) -> int:
+    end = data.find(b"\n", at)
+    return len(data) if end < 0 else end
+
+
+# What follows a "usage" key: a colon, then an object nested at most two deep (OpenAI's has
+# ``prompt_tokens_details`` and ``completion_tokens_details``); a usage object holds no strings
+# with braces in them. A deeper one is matched by counting braces.
+_OBJECT = re.compile(rb"\s*:\s*(\{[^{}]*(?:\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}[^{}]*)*\})")
+_OPENING = re.compile(rb"\s*:\s*\{")
+
+
 def _object_after(data: bytes, at: int) -> bytes | None:
-    """The JSON object that is the value of the key ending at ``at``: its braces matched by search
-    (a usage object holds no strings with braces in them)."""
-    colon = data.find(b":", at, at + 8)
-    if colon < 0 or data[at:colon].strip():
+    """The JSON object that is the value of the key ending at ``at``."""
+    found = _OBJECT.match(data, at)
+    if found is not None:
+        return found.group(1)
+    opening = _OPENING.match(data, at)
+    if opening is None:
         return None
-    start = data.find(b"{", colon, colon + 8)
-    if start < 0 or data[colon + 1 : start].strip():
-        return None
+    start = opening.end() - 1
     end = data.find(b"}", start)
     while end >= 0 and data.count(b"{", start, end) > data.count(b"}", start, end) + 1:
         end = data.find(b"}", end + 1)
     return None if end < 0 else data[start : end + 1]
 
 
+# A key's plain string value (no escapes), at most 256 bytes, after the key.
+_STRING = re.compile(rb'\s*:\s*"([^"\\]{0,256})"')
+
+
 def _string_after(data: bytes, key: bytes, start: int) -> str | None:
-    """The string value of the first ``key`` at or after ``start`` (plain ones only: no escapes)."""
+    """The value of the first ``key`` at or after ``start``, or ``None`` when it is not a plain string."""
     at = data.find(key, start)
-    if at < 0:
-        return None
-    quote = data.find(b'"', at + len(key))
-    if quote < 0 or data[at + len(key) : quote].strip() != b":":
-        return None
-    end = data.find(b'"', quote + 1, quote + 258)
-    if end < 0 or data.find(b"\\", quote, end) >= 0:
-        return None
-    return data[quote + 1 : end].decode("utf-8", "replace")
+    found = None if at < 0 else _STRING.match(data, at + len(key))
+    return None if found is None else found.group(1).decode("utf-8", "replace")
 
 
 def _usage(data: bytes, raw: bytes, at: int) -> Usage | None:
@@ -82,6 +112,12 @@ def _usage(data: bytes, raw: bytes, at: int) -> Usage | None:
         usage = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    # The event (or answer) the usage is in also names the model and the answer's id.
+    start = max(data.rfind(b"data:", 0, at), 0)
+    return _from(usage, _string_after(data, b'"model"', start), _string_after(data, b'"id"', start))
+
+
+def _from(usage: dict[str, object], model: str | None, answer_id: str | None) -> Usage | None:
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if type(prompt) is not int or type(completion) is not int:
         return None
@@ -90,16 +126,14 @@ def _usage(data: bytes, raw: bytes, at: int) -> Usage | None:
     cache_write = usage.get("cache_creation_input_tokens")
     if cache_write is None and isinstance(prompt_details, dict):
         cache_write = prompt_details.get("cache_creation_tokens")
-    # The event (or answer) the usage is in also names the model and the answer's id.
-    start = max(data.rfind(b"data:", 0, at), 0)
     return Usage(
         prompt,
         completion,
-        cache_read=_count(prompt_details, "cached_tokens"),
-        cache_write=cache_write if type(cache_write) is int else None,
-        reasoning=_count(completion_details, "reasoning_tokens"),
-        model=_string_after(data, b'"model"', start),
-        response_id=_string_after(data, b'"id"', start),
+        _count(prompt_details, "cached_tokens"),
+        cache_write if type(cache_write) is int else None,
+        _count(completion_details, "reasoning_tokens"),
+        model,
+        answer_id,
     )
 
 
