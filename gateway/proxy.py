@@ -88,8 +88,18 @@ _NOT_FORWARDED_SUFFIXES = ("api-key", "api_key", "apikey")
 _QUERY_SECRETS = frozenset({"key", "api-key", "api_key", "apikey", "access_token"})
 
 # Answer headers the caller never sees: the upstream's cookies, its Date and Server (the gateway's
-# server writes its own), and policies meant for the provider's host, not the gateway's.
-_NOT_RETURNED = _HOP_BY_HOP | {"set-cookie", "date", "server", "alt-svc", "strict-transport-security"}
+# server writes its own), policies meant for the provider's host, not the gateway's, and the
+# organization and project the gateway's key belongs to.
+_NOT_RETURNED = _HOP_BY_HOP | {
+    "set-cookie",
+    "date",
+    "server",
+    "alt-svc",
+    "strict-transport-security",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+}
 # A compressed answer is decompressed to be checked for the key; its length and coding no longer hold.
 _NOT_RETURNED_DECODED = _NOT_RETURNED | {"content-encoding", "content-length"}
 _DECODED = frozenset({b"gzip", b"deflate", b"br", b"zstd"})  # the codings the HTTP client decodes

@@ -488,7 +488,14 @@ async def _proxy_target(request: web.Request, tail: str, body: bytes) -> web.Str
         return web.json_response(
             {"status": int(tail.rsplit("/", 1)[1])},
             status=int(tail.rsplit("/", 1)[1]),
-            headers={"X-Upstream": "yes", "Set-Cookie": "session=upstream"},
+            headers={
+                "X-Upstream": "yes",
+                "Set-Cookie": "session=upstream",
+                # What OpenAI and Anthropic say of the account a key belongs to: the gateway's.
+                "OpenAI-Organization": "org-gateway",
+                "OpenAI-Project": "proj_gateway",
+                "Anthropic-Organization-Id": "b6e8f0aa-0000-4000-8000-000000000000",
+            },
         )
     if tail.endswith("/cut"):  # a body announced at 1 MB, cut off after its first bytes
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000000"})

@@ -60,6 +60,9 @@ async def test_upstream_status_and_headers_pass_through_without_cookies(gateway:
         response = await http.get(f"{gateway}{OPENAI}/status/418")
     assert response.status_code == 418 and response.json() == {"status": 418}
     assert response.headers["x-upstream"] == "yes" and "set-cookie" not in response.headers
+    # The account behind the gateway's key is the gateway's business.
+    for name in ("openai-organization", "openai-project", "anthropic-organization-id"):
+        assert name not in response.headers
 
 
 async def test_response_streams(gateway: str) -> None:
