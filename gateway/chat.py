@@ -15,6 +15,7 @@ from providers.json_codec import load_json
 from .auth import identity_of
 from .body import read_body
 from .errors import error_event
+from .mcp import bypassed
 from .mcp.agent import ChatRunner, Direct
 from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
@@ -62,7 +63,7 @@ class ChatEndpoint:
             )
         adapter = self.adapters[provider.id]
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
-        runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
+        runner = self.direct if bypassed(request) else self.runner
         if chat.stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
             exchange.stream_started()

@@ -208,12 +208,15 @@ async def test_anthropic_native_through_mcp(gateway_mcp: str, stream: bool) -> N
         assert answer.choices[0].message.content == "Done: 42 | 2"
 
 
-async def test_bypass_header(gateway_mcp: str, fake: FakeProviders) -> None:
-    client = sdk(gateway_mcp, default_headers={"X-MCP-Bypass": "true"})
+@pytest.mark.parametrize("value", ["true", "1", "yes"])  # any non-empty value, as inference-gateway
+async def test_bypass_header(gateway_mcp: str, fake: FakeProviders, value: str) -> None:
+    client = sdk(gateway_mcp, default_headers={"X-MCP-Bypass": value})
     await client.chat.completions.create(model="openai/echo", messages=ask("hi"), tools=[WEATHER])  # type: ignore[arg-type]
     assert [t["function"]["name"] for t in fake.last_post("openai").json["tools"]] == ["get_weather"]
     await client.chat.completions.create(model="openai/echo", messages=ask("hi"))  # type: ignore[arg-type]
     assert "tools" not in fake.last_post("openai").json
+    await sdk(gateway_mcp).chat.completions.create(model="openai/echo", messages=ask("hi"))  # type: ignore[arg-type]
+    assert "tools" in fake.last_post("openai").json  # without the header, MCP's tools are offered
 
 
 async def availability(url: str, server: str, up: bool) -> None:
@@ -270,6 +273,9 @@ async def test_the_callers_token_never_reaches_mcp_servers(
 async def test_include_and_exclude(gateway_with: GatewayFactory, servers: dict[str, MCPTestServer]) -> None:
     async with gateway_with(**mcp_env(servers, MCP_INCLUDE_TOOLS="mcp_add,calc_echo")) as url:
         assert sorted(t["name"] for t in await tools_of(url, 2)) == ["mcp_add", "mcp_calc_echo"]
+    # In any case, with or without the mcp_ prefix, as inference-gateway matches them.
+    async with gateway_with(**mcp_env(servers, MCP_INCLUDE_TOOLS="ADD, MCP_Calc_Echo")) as url:
+        assert sorted(t["name"] for t in await tools_of(url, 2)) == ["mcp_add", "mcp_calc_echo"]
     async with gateway_with(**mcp_env(servers, MCP_EXCLUDE_TOOLS="big,mcp_old_big,sleep")) as url:
         names = {t["name"] for t in await tools_of(url, 12)}
         assert "mcp_big" not in names and "mcp_old_big" not in names and "mcp_calc_big" in names
@@ -306,6 +312,12 @@ async def test_the_tool_list_route_is_403_unless_exposed(
     async with gateway_with(**mcp_env(servers, MCP_EXPOSE="false")) as url, httpx.AsyncClient() as http:
         response = await http.get(f"{url}/v1/mcp/tools")
     assert response.status_code == 403 and response.json()["error"]["code"] == "mcp_not_exposed"
+
+
+async def test_the_tool_list_is_empty_when_exposed_with_mcp_off(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(MCP_EXPOSE="true") as url, httpx.AsyncClient() as http:
+        response = await http.get(f"{url}/v1/mcp/tools")
+    assert response.status_code == 200 and response.json() == {"object": "list", "data": []}
 
 
 async def test_streams_without_the_space_after_data(gateway_mcp: str) -> None:

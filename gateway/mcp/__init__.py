@@ -1,7 +1,7 @@
 """MCP in the app: the server connections, the toolbox, the chat runner and ``GET /v1/mcp/tools``.
 
 When MCP is off (or no server is configured) this is a no-op: chats run directly and the tools
-route answers 403, so no handler has to ask whether MCP is on.
+route lists no tool (403 unless MCP_EXPOSE, as with MCP on), so no handler has to ask whether MCP is on.
 
     client   one connection per MCP server, owned by a long-lived task (reconnects with backoff)
     tools    the toolbox: exposed names, include/exclude filters, result limits
@@ -28,12 +28,17 @@ from .tools import Toolbox
 if TYPE_CHECKING:
     from .client import MCPConnection
 
-__all__ = ["MCP"]
+__all__ = ["MCP", "bypassed"]
 
 log = logging.getLogger("polyrelay")
 
 # Shutdown waits this long for the connection tasks; each ends within client.STOP_GRACE (1 s).
 CLOSE_TIMEOUT = 2.0
+
+
+def bypassed(request: Request) -> bool:
+    """``X-MCP-Bypass`` with any non-empty value skips MCP for the request (inference-gateway's rule)."""
+    return bool(request.headers.get("x-mcp-bypass", "").strip())
 
 
 class MCP:
@@ -47,7 +52,7 @@ class MCP:
     @classmethod
     def from_settings(cls, settings: Settings, telemetry: Telemetry | None = None) -> MCP:
         if not settings.mcp_enabled or not settings.mcp_servers:
-            return cls([], Toolbox([]), Direct(), expose=False)
+            return cls([], Toolbox([]), Direct(), expose=settings.mcp_expose)
         # The MCP SDK is imported only when MCP is on: it is most of the gateway's start-up time.
         from .client import ConnectionOptions, MCPConnection, parse_servers
 

@@ -98,8 +98,8 @@ class Toolbox:
     ) -> None:
         self.servers = list(servers)
         self.telemetry = telemetry or Telemetry()
-        self.include = frozenset(include)
-        self.exclude = frozenset(exclude)
+        self.include = frozenset(map(_filter_key, include))
+        self.exclude = frozenset(map(_filter_key, exclude))
         self.max_result_bytes = max_result_bytes
         self._seen: tuple[int, ...] = ()
         self._tools: list[MCPTool] = []
@@ -174,6 +174,14 @@ class Toolbox:
         ]
 
     def _wanted(self, name: str, exposed: str) -> bool:
+        keys = (_filter_key(name), _filter_key(exposed))
         if self.include:
-            return name in self.include or exposed in self.include
-        return name not in self.exclude and exposed not in self.exclude
+            return keys[0] in self.include or keys[1] in self.include
+        return keys[0] not in self.exclude and keys[1] not in self.exclude
+
+
+def _filter_key(name: str) -> str:
+    """What MCP_INCLUDE_TOOLS / MCP_EXCLUDE_TOOLS compare, as inference-gateway does: the name in
+    lower case, with or without its ``mcp_`` prefix."""
+    key = name.strip().lower()
+    return key.removeprefix("mcp_")
