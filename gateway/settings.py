@@ -28,6 +28,11 @@ from .routing import model_name_problem
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
 
+# inference-gateway's defaults for the OIDC issuer and client: its example Keycloak realm. Named in
+# the error that refuses AUTH_ENABLED without them, never used silently.
+IG_OIDC_ISSUER = "http://keycloak:8080/realms/inference-gateway-realm"
+IG_OIDC_CLIENT_ID = "inference-gateway-client"
+
 
 class SettingsError(ValueError):
     """A setting has a bad value; the message names the variable and what it accepts."""
@@ -621,9 +626,14 @@ class Settings:
         if self.auth_oidc_issuer and not self.auth_oidc_issuer.startswith(("https://", "http://")):
             raise SettingsError("AUTH_OIDC_ISSUER must be an http(s) URL.")
         if self.auth_enabled and not (self.auth_oidc_issuer or self.auth_api_keys):
+            # inference-gateway would fall back to its example Keycloak realm here; trusting tokens
+            # from a host that merely answers to that name is no default for a gateway of keys.
             raise SettingsError(
                 "AUTH_ENABLED=true needs a way to check callers: set AUTH_OIDC_ISSUER and AUTH_OIDC_CLIENT_ID, "
-                "or AUTH_API_KEYS (or auth.api_keys in the config file)."
+                "or AUTH_API_KEYS (or auth.api_keys in the config file). polyrelay has no default issuer: "
+                f"inference-gateway would have used AUTH_OIDC_ISSUER={IG_OIDC_ISSUER} and "
+                f"AUTH_OIDC_CLIENT_ID={IG_OIDC_CLIENT_ID} (its example Keycloak realm); set them to those "
+                "values to keep that behaviour."
             )
         if self.telemetry_enabled and self.telemetry_metrics_port == self.server_port:
             raise SettingsError(

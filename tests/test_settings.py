@@ -72,6 +72,14 @@ def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) ->
         Settings.load(env)
 
 
+def test_auth_without_an_issuer_names_what_inference_gateway_would_have_used() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.load({"AUTH_ENABLED": "true"})
+    message = str(refused.value)
+    assert "AUTH_OIDC_ISSUER=http://keycloak:8080/realms/inference-gateway-realm" in message
+    assert "AUTH_OIDC_CLIENT_ID=inference-gateway-client" in message
+
+
 @pytest.mark.parametrize(
     ("text", "trusted"),
     [
