@@ -1,18 +1,21 @@
 """``{METHOD} /proxy/{provider}/{path}``: the provider's own API, with the gateway's credential.
 
-``{path}`` is appended to the scheme://host[:port] of the provider's URL, so a provider's SDK works
-with its base URL set to ``http://gateway/proxy/<provider>`` (plus ``/v1`` for OpenAI-style SDKs).
-Method, query, body, status and headers pass through, streaming both ways, except hop-by-hop
-headers, the caller's credentials (headers and query parameters), cookies and whereabouts, which
-never leave the gateway. Answers are read uncompressed through the provider's ``Redactor``, so the
-key it may quote never reaches the caller.
+``{path}`` is joined to the provider's URL in either of two ways: a path that already starts with
+the URL's own path (``/proxy/openai/v1/models``, as a provider's SDK with its base URL set to
+``http://gateway/proxy/<provider>`` sends it) is appended to the scheme://host[:port]; any other
+(``/proxy/openai/models``, inference-gateway's form) is appended to the whole URL. Any of
+inference-gateway's methods (``METHODS``), query, body, status and headers pass through,
+streaming both ways, except hop-by-hop headers, the caller's credentials (headers and query
+parameters), cookies and whereabouts, which never leave the gateway. Answers are read
+uncompressed through the provider's ``Redactor``, so the key it may quote never reaches the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
 
@@ -29,7 +32,8 @@ from .telemetry import current
 
 __all__ = ["METHODS", "ProxyEndpoint"]
 
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Every method inference-gateway's proxy route takes (its router's "any").
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"]
 
 _HOP_BY_HOP = frozenset(
     {
@@ -115,6 +119,8 @@ class ProxyEndpoint:
         # above, the gateway's routing header, and any the injected ones replace).
         not_forwarded = _NOT_FORWARDED | {settings.routing_header_name.lower()}
         self.injected = {pid: {**a.proxy_headers(), **_IDENTITY} for pid, a in adapters.items()}
+        # The path of each provider's URL (/v1, /openai/v1, /client/v4/accounts/<id>/ai, or none).
+        self.base_paths = {pid: urlsplit(a.provider.url).path.rstrip("/") for pid, a in adapters.items()}
         self.dropped = {
             pid: not_forwarded | {name.lower() for name in injected} for pid, injected in self.injected.items()
         }
@@ -135,7 +141,7 @@ class ProxyEndpoint:
             )
         provider = provider_by_id(request.path_params["provider"], self.settings.providers)
         current().provider = provider.id
-        url = provider.origin + "/" + _upstream_path(request) + _query(request)
+        url = _joined(provider.origin, self.base_paths[provider.id], _upstream_path(request)) + _query(request)
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)
         adapter = self.adapters[provider.id]
@@ -197,6 +203,24 @@ def _upstream_path(request: Request) -> str:
     if ".." in decoded.split("/"):
         raise InvalidRequest("The proxied path may not contain '..' segments.", param="path", code="invalid_path")
     return rest.lstrip("/")
+
+
+def _joined(origin: str, base_path: str, rest: str) -> str:
+    """The upstream URL of ``rest`` (the raw path after /proxy/<provider>/): under the host when it
+    already starts with the base URL's path (whole segments), or with another version of it
+    (``v1/models`` for Gemini's ``/v1beta``: its SDKs choose the version); else under the base URL."""
+    path = "/" + rest
+    if not base_path or path == base_path or path.startswith(base_path + "/"):
+        return origin + path
+    parent, _, last = base_path.rpartition("/")
+    if _VERSION.fullmatch(last) and path.startswith(parent + "/"):
+        segment = path[len(parent) + 1 :].partition("/")[0]
+        if _VERSION.fullmatch(segment):
+            return origin + path
+    return origin + base_path + path
+
+
+_VERSION = re.compile(r"v[0-9]+[a-z0-9]*")  # v1, v1beta, v2alpha1: an API version segment
 
 
 def _query(request: Request) -> str:

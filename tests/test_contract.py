@@ -29,7 +29,8 @@ def app_operations() -> set[tuple[str, str]]:
     for route in app.routes:
         assert isinstance(route, Route)
         path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
-        operations |= {(path, m.lower()) for m in route.methods or () if m != "HEAD"}
+        # OpenAPI has no CONNECT (the proxy takes it).
+        operations |= {(path, m.lower()) for m in route.methods or () if m not in ("HEAD", "CONNECT")}
     return operations
 
 

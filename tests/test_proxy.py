@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
+
+from gateway.proxy import _joined
+from providers.registry import load_registry
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
@@ -29,11 +33,52 @@ async def test_method_query_body_and_headers_pass_through(gateway: str) -> None:
     assert echoed["headers"]["x-custom"] == "kept" and echoed["headers"]["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
 async def test_every_method_passes_through(gateway: str, method: str) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.request(method, f"{gateway}{OPENAI}/things/1")
     assert response.json()["method"] == method
+
+
+async def test_head_passes_through(gateway: str, fake: FakeProviders) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.head(f"{gateway}{OPENAI}/things/1")
+    assert response.status_code == 200 and fake.last("/openai/v1/things/1").method == "HEAD"
+
+
+@pytest.mark.parametrize("pid", list(load_registry()))
+@pytest.mark.parametrize("form", ["under the host", "under the base URL"])
+async def test_both_path_forms_reach_the_same_url(gateway: str, fake: FakeProviders, pid: str, form: str) -> None:
+    """/proxy/<id>/<base path>/x (a provider SDK's form) and /proxy/<id>/x (inference-gateway's)
+    both reach <base URL>/x: OpenAI's /v1, Groq's /openai/v1, Cloudflare's account path..."""
+    base_path = urlsplit(fake.url_for(fake.registry[pid])).path  # /<id> + the real URL's path
+    asked = f"/proxy/{pid}{base_path}/echo/x" if form == "under the host" else f"/proxy/{pid}/echo/x"
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway}{asked}?q=1")
+    assert response.status_code == 200, response.text
+    seen = fake.last("/echo/x")
+    assert seen.path == f"{base_path}/echo/x" and seen.query == {"q": "1"}
+
+
+@pytest.mark.parametrize(
+    ("base", "asked", "reached"),
+    [
+        ("/v1", "models", "/v1/models"),
+        ("/v1", "v1/models", "/v1/models"),
+        ("/v1", "v1beta/x", "/v1beta/x"),  # another version of the API, chosen by the caller's SDK
+        ("/v1beta", "v1/models/m:generateContent", "/v1/models/m:generateContent"),
+        ("/v1", "v1.json", "/v1/v1.json"),  # whole segments only
+        ("/openai/v1", "models", "/openai/v1/models"),
+        ("/openai/v1", "openai/v1/models", "/openai/v1/models"),
+        ("/openai/v1", "v1/models", "/openai/v1/v1/models"),  # as inference-gateway joins it
+        ("/client/v4/accounts/abc/ai", "v1/chat/completions", "/client/v4/accounts/abc/ai/v1/chat/completions"),
+        ("/client/v4/accounts/abc/ai", "client/v4/accounts/abc/ai/run/m", "/client/v4/accounts/abc/ai/run/m"),
+        ("/api/paas/v4", "chat/completions", "/api/paas/v4/chat/completions"),
+        ("", "v2/chat", "/v2/chat"),
+    ],
+)
+def test_how_a_proxied_path_is_joined(base: str, asked: str, reached: str) -> None:
+    assert _joined("https://api.example", base, asked) == "https://api.example" + reached
 
 
 async def test_callers_credentials_are_replaced_by_the_providers(gateway: str, fake: FakeProviders) -> None:
@@ -80,7 +125,7 @@ async def test_request_body_streams(gateway: str) -> None:
 
     async with httpx.AsyncClient() as http:
         response = await http.post(f"{gateway}{OPENAI}/upload", content=upload())
-    assert response.json()["body"] == "".join(f"part-{i};" for i in range(50))
+    assert response.json()["body"] == "".join(f"part-{i};" for i in range(50)), response.text
 
 
 async def test_providers_own_sdk_works_through_the_proxy(gateway: str) -> None:
