@@ -24,6 +24,8 @@ from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
 from .errors import exception_handlers
+from .guardrails import Guardrails
+from .guardrails.middleware import GuardrailsMiddleware
 from .mcp import MCP
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
@@ -69,7 +71,8 @@ def create_app(settings: Settings) -> Starlette:
     adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     telemetry = Telemetry.from_settings(settings)
-    mcp = MCP.from_settings(settings, telemetry)
+    guardrails = Guardrails.from_settings(settings, http)
+    mcp = MCP.from_settings(settings, telemetry, guardrails)
     # With tracing on, the chat route's adapters and the proxy's client make client spans.
     chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
@@ -112,6 +115,15 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))
+    if guardrails is not None:  # inside authentication: policies see who is calling
+        middleware.append(
+            Middleware(
+                GuardrailsMiddleware,
+                guardrails=guardrails,
+                limit=settings.server_max_request_body_size,
+                read_timeout=settings.server_read_timeout,
+            )
+        )
     # Next to /health, once the verifier exists: readiness waits for its keys.
     routes.insert(1, Route("/ready", Readiness(http, oidc, mcp).handle, methods=["GET"]))
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,12 +39,14 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A verified caller: its subject (token ``sub`` or key name), how it proved it, and the models
-    its credential is limited to (empty: no limit beyond the gateway's policy)."""
+    """A verified caller: its subject (token ``sub`` or key name), how it proved it, the models
+    its credential is limited to (empty: no limit beyond the gateway's policy), and a token's
+    verified claims (which guardrail policies read)."""
 
     subject: str
     method: str
     models: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 def identity_of(scope: Scope) -> Identity | None:
@@ -102,7 +104,7 @@ class AuthMiddleware:
             raise AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
         claims = await self.oidc.verify(token)
         subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unknown"
-        return Identity(str(subject), "oidc")
+        return Identity(str(subject), "oidc", claims=claims)
 
 
 def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:

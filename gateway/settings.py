@@ -507,6 +507,41 @@ SETTINGS: tuple[Var, ...] = (
     ),
     Var("MCP_POLLING_INTERVAL", "mcp_polling_interval", parse_duration, "30s", "Time between pings."),
     Var("MCP_POLLING_TIMEOUT", "mcp_polling_timeout", parse_duration, "5s", "A ping slower than this fails."),
+    Var(
+        "GUARDRAILS_ENABLED",
+        "guardrails_enabled",
+        parse_bool,
+        "false",
+        "Check requests, answers and MCP tool calls against the Rego policies and the external detector.",
+    ),
+    Var(
+        "GUARDRAILS_POLICY_DIR",
+        "guardrails_policy_dir",
+        str,
+        "",
+        "Directory of .rego files (package guardrails, rule main), compiled at start-up.",
+    ),
+    Var(
+        "GUARDRAILS_FAIL_MODE",
+        "guardrails_fail_mode",
+        parse_choice("closed", "open"),
+        "closed",
+        "When a check fails to run: closed refuses (403), open lets the request through.",
+    ),
+    Var(
+        "GUARDRAILS_EXTERNAL_URL",
+        "guardrails_external_url",
+        str,
+        "",
+        "An HTTP detector: POSTed the same input as the policies, answers a decision.",
+    ),
+    Var(
+        "GUARDRAILS_EXTERNAL_TIMEOUT",
+        "guardrails_external_timeout",
+        parse_duration,
+        "5s",
+        "Longest wait for the external detector (then GUARDRAILS_FAIL_MODE applies).",
+    ),
 )
 
 
@@ -576,6 +611,11 @@ class Settings:
     mcp_polling_enabled: bool = True
     mcp_polling_interval: float = 30.0
     mcp_polling_timeout: float = 5.0
+    guardrails_enabled: bool = False
+    guardrails_policy_dir: str = ""
+    guardrails_fail_mode: str = "closed"
+    guardrails_external_url: str = ""
+    guardrails_external_timeout: float = 5.0
     providers: Mapping[str, Provider] = field(default_factory=dict)
     config_file: str = ""
 
@@ -639,6 +679,13 @@ class Settings:
             raise SettingsError(
                 "TELEMETRY_METRICS_PORT must differ from SERVER_PORT: metrics are served on a port of their own."
             )
+        if self.guardrails_enabled:
+            # inference-gateway allows everything when the directory is missing: a typo would turn
+            # the guardrails off without a word.
+            if self.guardrails_policy_dir and not Path(self.guardrails_policy_dir).is_dir():
+                raise SettingsError(f"GUARDRAILS_POLICY_DIR: no directory at {self.guardrails_policy_dir}.")
+            if self.guardrails_external_url and not self.guardrails_external_url.startswith(("https://", "http://")):
+                raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
         if self.stream_max_event_size < 1:
             raise SettingsError("STREAM_MAX_EVENT_SIZE must be at least 1 byte (the default is 8388608, 8 MiB).")
         for provider in self.providers.values():

@@ -23,7 +23,7 @@ from providers.errors import PermissionDenied
 from ..settings import Settings
 from ..telemetry import Telemetry
 from .agent import Agent, ChatRunner, Direct
-from .tools import Toolbox
+from .tools import Toolbox, ToolGuard
 
 if TYPE_CHECKING:
     from .client import MCPConnection
@@ -50,7 +50,9 @@ class MCP:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, telemetry: Telemetry | None = None) -> MCP:
+    def from_settings(
+        cls, settings: Settings, telemetry: Telemetry | None = None, guard: ToolGuard | None = None
+    ) -> MCP:
         if not settings.mcp_enabled or not settings.mcp_servers:
             return cls([], Toolbox([]), Direct(), expose=settings.mcp_expose)
         # The MCP SDK is imported only when MCP is on: it is most of the gateway's start-up time.
@@ -74,6 +76,7 @@ class MCP:
             exclude=settings.mcp_exclude_tools,
             max_result_bytes=settings.mcp_max_result_bytes,
             telemetry=telemetry,
+            guard=guard,
         )
         # A call may not outlive the bound of its own connection, plus a little for the HTTP around it.
         agent = Agent(toolbox, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)

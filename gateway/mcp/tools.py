@@ -42,6 +42,15 @@ class ToolResult:
     is_error: bool = False
 
 
+class ToolGuard(Protocol):
+    """Checks each tool call before and after it runs (``gateway.guardrails.Guardrails``): a refusal
+    the model reads instead of the call or its result, or ``None``; and the text to use."""
+
+    async def tool_args(self, tool: str, arguments: str) -> tuple[str | None, str]: ...
+
+    async def tool_output(self, tool: str, output: str) -> tuple[str | None, str]: ...
+
+
 class ToolServer(Protocol):
     """What the toolbox needs of a server connection (see ``client.MCPConnection``)."""
 
@@ -95,8 +104,10 @@ class Toolbox:
         exclude: Iterable[str] = (),
         max_result_bytes: int = 65536,
         telemetry: Telemetry | None = None,
+        guard: ToolGuard | None = None,
     ) -> None:
         self.servers = list(servers)
+        self.guard = guard
         self.telemetry = telemetry or Telemetry()
         self.include = frozenset(map(_filter_key, include))
         self.exclude = frozenset(map(_filter_key, exclude))
@@ -129,6 +140,10 @@ class Toolbox:
         if found is None:
             return ToolResult(f"There is no tool named {exposed}.", is_error=True)
         server, tool = found
+        if self.guard is not None:
+            refusal, arguments = await self.guard.tool_args(exposed, arguments or "")
+            if refusal is not None:
+                return ToolResult(refusal, is_error=True)
         try:
             parsed = orjson.loads(arguments) if arguments else {}
         except orjson.JSONDecodeError:
@@ -139,6 +154,9 @@ class Toolbox:
             result = await server.call(tool.name, parsed)
             if result.is_error:
                 call.error = "tool_error"
+        if self.guard is not None:
+            refusal, content = await self.guard.tool_output(exposed, result.text)
+            result = ToolResult(refusal, is_error=True) if refusal is not None else ToolResult(content, result.is_error)
         return self._capped(result)
 
     def _capped(self, result: ToolResult) -> ToolResult:
