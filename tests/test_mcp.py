@@ -327,3 +327,47 @@ async def test_streams_without_the_space_after_data(gateway_mcp: str) -> None:
         stream=True,  # type: ignore[arg-type]
     )
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Done: 4"
+
+
+async def test_selector_mode_offers_two_meta_tools_that_find_and_run_the_others(
+    gateway_with: GatewayFactory, servers: dict[str, MCPTestServer], fake: FakeProviders
+) -> None:
+    async with gateway_with(**mcp_env(servers, MCP_TOOL_MODE="selector")) as url:
+        await tools_of(url, 15)
+        client = sdk(url)
+        found = await client.chat.completions.create(
+            model="openai/agent", messages=ask('call mcp_tools_get {"query": "add"}'), tools=[WEATHER]
+        )  # type: ignore[arg-type]
+        offered = [t["function"]["name"] for t in fake.last_post("openai").json["tools"]]
+        assert offered == ["get_weather", "mcp_tools_get", "mcp_tools_execute"]
+        catalog = json.loads((found.choices[0].message.content or "").removeprefix("Done: "))
+        names = {t["name"] for t in catalog["tools"]}
+        assert {"mcp_add", "mcp_calc_add", "mcp_old_add"} <= names and "mcp_echo" not in names
+        assert all("input_schema" not in t for t in catalog["tools"])
+
+        detailed = await client.chat.completions.create(
+            model="openai/agent", messages=ask('call mcp_tools_get {"names": ["ADD"]}')
+        )  # type: ignore[arg-type]
+        entries = json.loads((detailed.choices[0].message.content or "").removeprefix("Done: "))["tools"]
+        assert [t["name"] for t in entries] == ["mcp_add"]
+        assert set(entries[0]["input_schema"]["properties"]) == {"a", "b"}
+
+        ran = await client.chat.completions.create(
+            model="openai/agent",
+            messages=ask('call mcp_tools_execute {"name": "mcp_calc_add", "arguments": {"a": 20, "b": 22}}'),
+        )  # type: ignore[arg-type]
+        assert ran.choices[0].message.content == "Done: 42"
+        missing = await client.chat.completions.create(
+            model="openai/agent", messages=ask('call mcp_tools_execute {"name": "mcp_nothing"}')
+        )  # type: ignore[arg-type]
+        assert "There is no tool named 'mcp_nothing'" in (missing.choices[0].message.content or "")
+
+
+async def test_selector_mode_keeps_the_filters(gateway_with: GatewayFactory, servers: dict[str, MCPTestServer]) -> None:
+    async with gateway_with(**mcp_env(servers, MCP_TOOL_MODE="selector", MCP_EXCLUDE_TOOLS="add")) as url:
+        await tools_of(url, 14)
+        refused = await sdk(url).chat.completions.create(
+            model="openai/agent",
+            messages=ask('call mcp_tools_execute {"name": "mcp_add", "arguments": {"a": 1, "b": 1}}'),
+        )  # type: ignore[arg-type]
+        assert "There is no tool named 'mcp_add'" in (refused.choices[0].message.content or "")

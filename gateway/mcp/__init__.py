@@ -5,6 +5,7 @@ route lists no tool (403 unless MCP_EXPOSE, as with MCP on), so no handler has t
 
     client   one connection per MCP server, owned by a long-lived task (reconnects with backoff)
     tools    the toolbox: exposed names, include/exclude filters, result limits
+    selector MCP_TOOL_MODE=selector: two meta-tools that find and run the toolbox's tools
     agent    the chat runner that calls the model, runs MCP tools and calls it again
 """
 
@@ -22,7 +23,8 @@ from providers.errors import PermissionDenied
 
 from ..settings import Settings
 from ..telemetry import Telemetry
-from .agent import Agent, ChatRunner, Direct
+from .agent import Agent, ChatRunner, Direct, OfferedTools
+from .selector import Selector
 from .tools import Toolbox, ToolGuard
 
 if TYPE_CHECKING:
@@ -78,8 +80,16 @@ class MCP:
             telemetry=telemetry,
             guard=guard,
         )
+        offered: OfferedTools = toolbox
+        if settings.mcp_tool_mode == "selector":
+            offered = Selector(toolbox)
+        elif not settings.mcp_tool_mode:
+            log.info(
+                "MCP_TOOL_MODE is unset: every MCP tool is offered to the model (direct). inference-gateway's "
+                "default is selector (two meta-tools that find and run them); set MCP_TOOL_MODE to choose."
+            )
         # A call may not outlive the bound of its own connection, plus a little for the HTTP around it.
-        agent = Agent(toolbox, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)
+        agent = Agent(offered, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)
         return cls(connections, toolbox, agent, settings.mcp_expose)
 
     async def start(self) -> None:

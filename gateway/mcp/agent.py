@@ -28,7 +28,7 @@ from providers import Adapter, ChatRequest, EventStream
 from providers.sse import parse_event
 from providers.waiting import waiting
 
-from .tools import Toolbox, ToolResult
+from .tools import ToolResult
 
 __all__ = ["Agent", "ChatRunner", "Direct"]
 
@@ -78,8 +78,19 @@ def _tool_messages(calls: list[dict[str, Any]], results: list[ToolResult]) -> li
     ]
 
 
+class OfferedTools(Protocol):
+    """What the agent offers the model and runs: every tool (``tools.Toolbox``, MCP_TOOL_MODE=direct)
+    or the two meta-tools that find and run them (``selector.Selector``)."""
+
+    def openai_tools(self) -> list[dict[str, Any]]: ...
+
+    def owns(self, name: str) -> bool: ...
+
+    async def call(self, name: str, arguments: str | None) -> ToolResult: ...
+
+
 class Agent:
-    def __init__(self, toolbox: Toolbox, max_iterations: int, call_timeout: float) -> None:
+    def __init__(self, toolbox: OfferedTools, max_iterations: int, call_timeout: float) -> None:
         self.toolbox = toolbox
         self.max_iterations = max(1, max_iterations)
         self.call_timeout = call_timeout

@@ -21,7 +21,7 @@ import orjson
 
 from ..telemetry import Telemetry
 
-__all__ = ["MCPTool", "ToolResult", "ToolServer", "Toolbox", "exposed_names"]
+__all__ = ["MCPTool", "ToolGuard", "ToolResult", "ToolServer", "Toolbox", "exposed_names", "filter_key"]
 
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
@@ -109,8 +109,8 @@ class Toolbox:
         self.servers = list(servers)
         self.guard = guard
         self.telemetry = telemetry or Telemetry()
-        self.include = frozenset(map(_filter_key, include))
-        self.exclude = frozenset(map(_filter_key, exclude))
+        self.include = frozenset(map(filter_key, include))
+        self.exclude = frozenset(map(filter_key, exclude))
         self.max_result_bytes = max_result_bytes
         self._seen: tuple[int, ...] = ()
         self._tools: list[MCPTool] = []
@@ -192,13 +192,13 @@ class Toolbox:
         ]
 
     def _wanted(self, name: str, exposed: str) -> bool:
-        keys = (_filter_key(name), _filter_key(exposed))
+        keys = (filter_key(name), filter_key(exposed))
         if self.include:
             return keys[0] in self.include or keys[1] in self.include
         return keys[0] not in self.exclude and keys[1] not in self.exclude
 
 
-def _filter_key(name: str) -> str:
+def filter_key(name: str) -> str:
     """What MCP_INCLUDE_TOOLS / MCP_EXCLUDE_TOOLS compare, as inference-gateway does: the name in
     lower case, with or without its ``mcp_`` prefix."""
     key = name.strip().lower()
