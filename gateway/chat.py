@@ -50,7 +50,9 @@ class ChatEndpoint:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         payload = validate_chat(body, self._routed_model(request))
-        provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
+        provider, model = resolve(
+            payload["model"], request.query_params.get("provider"), settings.providers, settings.aliases
+        )
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))

@@ -58,6 +58,11 @@ class ModelsEndpoint:
                     log.warning("listing models of %s failed, left out: %s", p, describe(result))
                     continue
                 data.extend(_entries(p, [m for m in result if self.policy.allows(p, m.id, identity)]))
+            for name, alias in self.settings.aliases.items():  # listed when the caller may use a deployment
+                if any(self.policy.allows(t.provider, t.model, identity) for t in alias.targets):
+                    data.append(
+                        {"id": name, "object": "model", "created": 0, "owned_by": "polyrelay", "served_by": "polyrelay"}
+                    )
             document = {"object": "list", "data": data}
         return Response(orjson.dumps(document), media_type="application/json")
 

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from providers.errors import InvalidRequest
 from providers.registry import ENDPOINTS, Provider
+
+from .telemetry.exchange import current
+
+if TYPE_CHECKING:
+    from .aliases import Aliases
 
 __all__ = ["model_name", "model_name_problem", "provider_by_id", "require_endpoint", "resolve"]
 
@@ -83,9 +89,16 @@ def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = 
     return provider
 
 
-def resolve(model: str, provider_param: str | None, providers: Mapping[str, Provider]) -> tuple[Provider, str]:
-    """The provider and the provider's own model name (trimmed, provider prefix removed)."""
+def resolve(
+    model: str, provider_param: str | None, providers: Mapping[str, Provider], aliases: Aliases | None = None
+) -> tuple[Provider, str]:
+    """The provider and the provider's own model name (trimmed, provider prefix removed); an alias
+    of the routing file names its next deployment, reported on the answer's X-Selected-* headers."""
     name = model_name(model)
+    if aliases and not provider_param and name in aliases:
+        target = aliases[name].pick()
+        current().selected = (target.provider, target.model)
+        return providers[target.provider], target.model
     prefix, slash, rest = name.partition("/")
     if provider_param:
         provider = provider_by_id(model_name(provider_param, param="provider").lower(), providers)

@@ -24,6 +24,7 @@ import yaml
 
 from providers.registry import Provider, ProviderSpec, RegistryError, load_registry
 
+from .aliases import AliasError, Aliases
 from .routing import model_name_problem
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
@@ -440,6 +441,20 @@ SETTINGS: tuple[Var, ...] = (
         "Where the model is named: the JSON body, the first path segment, or a header.",
     ),
     Var(
+        "ROUTING_ENABLED",
+        "routing_enabled",
+        parse_bool,
+        "false",
+        "Serve the model aliases of ROUTING_CONFIG_PATH (inference-gateway's routing file).",
+    ),
+    Var(
+        "ROUTING_CONFIG_PATH",
+        "routing_config_path",
+        str,
+        "",
+        "The routing file: models: {<alias>: {strategy: round_robin, deployments: [{provider, model}]}}.",
+    ),
+    Var(
         "ROUTING_HEADER_NAME",
         "routing_header_name",
         parse_header_name,
@@ -600,6 +615,8 @@ class Settings:
     auth_oidc_retry_interval: float = 5.0
     auth_api_keys: tuple[ApiKey, ...] = ()
     routing_strategy: str = "body"
+    routing_enabled: bool = False
+    routing_config_path: str = ""
     routing_header_name: str = "X-Model"
     cors_allowed_origins: tuple[str, ...] = ()
     mcp_enabled: bool = False
@@ -625,6 +642,7 @@ class Settings:
     guardrails_external_url: str = ""
     guardrails_external_timeout: float = 5.0
     providers: Mapping[str, Provider] = field(default_factory=dict)
+    aliases: Aliases = field(default_factory=Aliases)  # from ROUTING_CONFIG_PATH, when ROUTING_ENABLED
     config_file: str = ""
 
     @classmethod
@@ -658,6 +676,15 @@ class Settings:
             )
             for pid, spec in registry.items()
         }
+        if parsed.get("routing_enabled"):
+            if not parsed.get("routing_config_path"):
+                raise SettingsError(
+                    "ROUTING_ENABLED=true needs ROUTING_CONFIG_PATH, the routing file of model aliases."
+                )
+            try:
+                parsed["aliases"] = Aliases.load(parsed["routing_config_path"], parsed["providers"])
+            except AliasError as exc:
+                raise SettingsError(str(exc)) from None
         settings = cls(**parsed)
         settings._validate()
         return settings

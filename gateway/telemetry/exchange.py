@@ -64,6 +64,7 @@ class Exchange:
         "response_id",
         "response_model",
         "route",
+        "selected",
         "started",
         "started_ns",
         "status",
@@ -96,6 +97,7 @@ class Exchange:
         self.model: str | None = None  # the model asked for, in the provider's own name
         self.response_model: str | None = None
         self.response_id: str | None = None
+        self.selected: tuple[str, str] | None = None  # (provider, model) an alias was routed to
         self.stream = False
         self.status = 0
         # How the request ended: ok, error, or for a stream complete, client_gone, upstream_error,

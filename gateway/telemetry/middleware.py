@@ -27,6 +27,8 @@ __all__ = ["OVERHEAD_HEADER", "REQUEST_ID_HEADER", "TelemetryMiddleware", "reque
 
 OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 REQUEST_ID_HEADER = b"x-request-id"
+SELECTED_PROVIDER = b"x-selected-provider"
+SELECTED_MODEL = b"x-selected-model"
 _REQUEST_ID = "X-Request-Id"
 # What a request id may be: what tracing systems and proxies make (UUIDs, hex, base64, dotted or
 # colon-separated ids), short enough for a log line; anything else is replaced by a new id.
@@ -81,6 +83,11 @@ class TelemetryMiddleware:
                     (OVERHEAD_HEADER, b"%.3f" % (exchange.overhead * 1000)),
                     tags,
                 ]
+                if exchange.selected is not None:  # an alias of the routing file: which deployment served
+                    message["headers"] += [
+                        (SELECTED_PROVIDER, exchange.selected[0].encode()),
+                        (SELECTED_MODEL, exchange.selected[1].encode("utf-8", "replace")),
+                    ]
             await send(message)
 
         telemetry.begin(exchange)
