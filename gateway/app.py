@@ -34,6 +34,7 @@ from .readiness import Readiness
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
+from .telemetry.push import MetricsPush
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -76,12 +77,16 @@ def create_app(settings: Settings) -> Starlette:
     # With tracing on, the chat route's adapters and the proxy's client make client spans.
     chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner)
     models = ModelsEndpoint(settings, adapters, policy)
+    push = MetricsPush(
+        telemetry.metrics if settings.telemetry_metrics_push_enabled else None, settings.server_read_timeout
+    )
     proxy = ProxyEndpoint(settings, adapters, telemetry.wrap_client(http))
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models.handle, methods=["GET"]),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
         Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
+        Route("/v1/metrics", push.handle, methods=["POST"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
     if settings.routing_strategy == "path":

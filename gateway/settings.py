@@ -308,6 +308,14 @@ SETTINGS: tuple[Var, ...] = (
     ),
     Var("TELEMETRY_METRICS_PORT", "telemetry_metrics_port", parse_port, "9464", "Port of the metrics endpoint."),
     Var(
+        "TELEMETRY_METRICS_PUSH_ENABLED",
+        "telemetry_metrics_push_enabled",
+        parse_bool,
+        "false",
+        "Accept clients' token usage in OTLP at POST /v1/metrics (with TELEMETRY_ENABLED).",
+        aliases=("TELEMETRY_METRICS_PUSH_ENABLE",),
+    ),
+    Var(
         "TELEMETRY_TRACING_ENABLED",
         "telemetry_tracing_enabled",
         parse_bool,
@@ -592,6 +600,7 @@ class Settings:
     log_level: str = "info"
     telemetry_enabled: bool = False
     telemetry_metrics_port: int = 9464
+    telemetry_metrics_push_enabled: bool = False
     telemetry_tracing_enabled: bool = False
     telemetry_tracing_otlp_endpoint: str = "http://localhost:4318"
     otel_exporter_otlp_endpoint: str = ""

@@ -8,6 +8,7 @@
     metrics       Prometheus metrics on a port of their own (TELEMETRY_ENABLED; loaded only then)
     tracing       OpenTelemetry spans over OTLP/HTTP (TELEMETRY_TRACING_ENABLED; loaded only then)
     upstream      tracing's client spans around each upstream call (wrapped adapters, proxy client)
+    push          POST /v1/metrics: clients' own token usage, pushed in OTLP (TELEMETRY_METRICS_PUSH_ENABLED)
 
 ``Telemetry.from_settings`` chooses the sinks once; an output that is off is simply not among them,
 so the request path never asks whether something is enabled.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from providers import Adapter, HttpClient
 
     from ..settings import Settings
+    from .metrics import Metrics
 
 __all__ = ["Exchange", "Sink", "Telemetry", "ToolCall", "current"]
 
@@ -42,8 +44,9 @@ log = logging.getLogger("polyrelay")
 class Telemetry:
     """The sinks every request and tool call is reported to, in order."""
 
-    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+    def __init__(self, sinks: Sequence[Sink] = (), metrics: Metrics | None = None) -> None:
         self.sinks = tuple(sinks)
+        self.metrics = metrics  # the Prometheus sink, when on (POST /v1/metrics adds to it)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
@@ -59,7 +62,9 @@ class Telemetry:
         if settings.telemetry_enabled:
             from .metrics import Metrics  # prometheus-client loads only when metrics are on
 
-            sinks.append(Metrics.from_settings(settings))
+            metrics = Metrics.from_settings(settings)
+            sinks.append(metrics)
+            return cls(sinks, metrics)
         return cls(sinks)
 
     def wrap_adapters(self, adapters: Mapping[str, Adapter]) -> dict[str, Adapter]:

@@ -242,6 +242,12 @@ class Metrics(Sink):
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
+        self.pushed_tokens = counter(
+            "polyrelay_pushed_token_usage",
+            "Tokens clients reported through POST /v1/metrics (OTLP), by provider, token type and source.",
+            ("gen_ai_provider_name", "gen_ai_token_type", "source"),
+            registry=registry,
+        )
         self.auth_failures = counter(
             "polyrelay_auth_failures",
             "Requests refused for their credential (401), by reason: missing_credentials, invalid_api_key, "
