@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Timeouts, build_adapter
+from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Provider, Timeouts, build_adapter
+from providers.retry import RetryingClient, RetryPolicy
 
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
@@ -69,7 +70,7 @@ def create_app(settings: Settings) -> Starlette:
         default_max_tokens=settings.default_max_tokens,
         max_event_size=settings.stream_max_event_size,
     )
-    adapters = {p.id: build_adapter(p, http, options) for p in settings.configured_providers}
+    adapters = {p.id: build_adapter(p, _retrying(http, p, settings), options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     telemetry = Telemetry.from_settings(settings)
     guardrails = Guardrails.from_settings(settings, http)
@@ -162,6 +163,19 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
+
+
+def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpClient:
+    """The client a provider's adapter calls through: with retries, unless they are off for it."""
+    retries = settings.upstream_retries if provider.retries is None else provider.retries
+    if retries == 0:
+        return http
+    policy = RetryPolicy(
+        retries=retries,
+        max_retry_after=settings.upstream_retry_after_max,
+        budget=settings.client_timeout or 30.0,  # the whole chain within the caller's bound
+    )
+    return RetryingClient(http, policy, provider.id)
 
 
 def _is_loopback(host: str) -> bool:

@@ -188,6 +188,19 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
+def _provider_retries(values: Mapping[str, str], prefix: str) -> int | None:
+    raw = values.get(f"{prefix}_RETRIES")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        retries = parse_int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{prefix}_RETRIES={raw!r} is not valid: {exc}.") from None
+    if retries < 0:
+        raise SettingsError(f"{prefix}_RETRIES must be 0 or more.")
+    return retries
+
+
 @dataclass(frozen=True)
 class Var:
     """One environment variable: its name, older spellings, parser, default and meaning."""
@@ -538,6 +551,21 @@ SETTINGS: tuple[Var, ...] = (
     Var("MCP_POLLING_INTERVAL", "mcp_polling_interval", parse_duration, "30s", "Time between pings."),
     Var("MCP_POLLING_TIMEOUT", "mcp_polling_timeout", parse_duration, "5s", "A ping slower than this fails."),
     Var(
+        "UPSTREAM_RETRIES",
+        "upstream_retries",
+        parse_int,
+        "2",
+        "Retries of a provider call that failed before the client got a byte (connection, 429, 5xx); "
+        "0 turns them off. <ID>_RETRIES sets it for one provider.",
+    ),
+    Var(
+        "UPSTREAM_RETRY_AFTER_MAX",
+        "upstream_retry_after_max",
+        parse_duration,
+        "10s",
+        "The longest Retry-After waited for before retrying; a longer one is relayed to the caller.",
+    ),
+    Var(
         "GUARDRAILS_ENABLED",
         "guardrails_enabled",
         parse_bool,
@@ -645,6 +673,8 @@ class Settings:
     mcp_polling_enabled: bool = True
     mcp_polling_interval: float = 30.0
     mcp_polling_timeout: float = 5.0
+    upstream_retries: int = 2
+    upstream_retry_after_max: float = 10.0
     guardrails_enabled: bool = False
     guardrails_policy_dir: str = ""
     guardrails_fail_mode: str = "closed"
@@ -682,6 +712,7 @@ class Settings:
                 spec,
                 url=values.get(f"{spec.env_prefix}_API_URL") or spec.url,
                 api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
+                retries=_provider_retries(values, spec.env_prefix),
             )
             for pid, spec in registry.items()
         }
@@ -730,6 +761,8 @@ class Settings:
                 raise SettingsError(f"GUARDRAILS_POLICY_DIR: no directory at {self.guardrails_policy_dir}.")
             if self.guardrails_external_url and not self.guardrails_external_url.startswith(("https://", "http://")):
                 raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
+        if self.upstream_retries < 0:
+            raise SettingsError("UPSTREAM_RETRIES must be 0 (no retries) or more.")
         if self.stream_max_event_size < 1:
             raise SettingsError("STREAM_MAX_EVENT_SIZE must be at least 1 byte (the default is 8388608, 8 MiB).")
         for provider in self.providers.values():

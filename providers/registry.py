@@ -104,6 +104,7 @@ class Provider:
     spec: ProviderSpec
     url: str
     api_key: str | None = None
+    retries: int | None = None  # <ID>_RETRIES: this provider's retries, else the gateway's UPSTREAM_RETRIES
 
     @property
     def id(self) -> str:

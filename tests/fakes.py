@@ -93,8 +93,10 @@ class FakeProviders:
         return f"{self.base}/{spec.id}{path}"
 
     def env(self) -> dict[str, str]:
-        """Settings that point every registry provider at this fake, each with its own key."""
-        env = {}
+        """Settings that point every registry provider at this fake, each with its own key. Retries
+        are off: the fake's failures are answered once, as each test expects; tests/test_retries.py
+        turns them on."""
+        env = {"UPSTREAM_RETRIES": "0"}
         for spec in self.registry.values():
             env[f"{spec.env_prefix}_API_URL"] = self.url_for(spec)
             if spec.needs_key:
