@@ -11,15 +11,23 @@ The file names aliases, each served by a list of deployments, read as inference-
 
 A request for ``"model": "fast"`` goes to the next deployment in turn; the answer says which in
 ``X-Selected-Provider`` and ``X-Selected-Model``. Aliases are listed by ``/v1/models``; the model
-policy applies to the deployment chosen, as to a model named directly.
+policy applies to the deployment chosen, as to a model named directly. When a deployment fails
+before the client got a byte (after its own retries), the alias's next ones are tried in order;
+one that fails ``ejection.failures`` times within ``ejection.window`` seconds is left out for
+``ejection.cooldown`` seconds, then given one request (half-open): a success takes it back, a
+failure leaves it out for another cool-down. ``ejection`` is polyrelay's key in the file.
 
     aliases = Aliases.load("/etc/polyrelay/routing.yaml", settings.providers)
-    target = aliases["fast"].pick()      # Target(provider="groq", model="llama-3.3-70b-versatile")
+    alias = aliases["fast"]
+    target = alias.pick()                # Target(provider="groq", model="llama-3.3-70b-versatile")
+    alias.failed(target); alias.fallbacks(target)   # the others, healthy ones first
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +39,9 @@ from providers.registry import Provider
 
 from .routing import model_name_problem
 
-__all__ = ["STRATEGIES", "Alias", "AliasError", "Aliases", "Target"]
+__all__ = ["STRATEGIES", "Alias", "AliasError", "Aliases", "Ejection", "Target"]
+
+log = logging.getLogger("polyrelay")
 
 STRATEGIES = ("round_robin",)
 
@@ -46,16 +56,90 @@ class Target:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class Ejection:
+    failures: int = 3  # failures within ``window`` seconds take a deployment out...
+    window: float = 30.0
+    cooldown: float = 30.0  # ...for this long
+
+
+class _Health:
+    __slots__ = ("failures", "out_until", "probing")
+
+    def __init__(self) -> None:
+        self.failures: list[float] = []  # monotonic times of recent failures
+        self.out_until = 0.0  # ejected until then
+        self.probing = False  # its half-open request is in flight
+
+
 class Alias:
-    def __init__(self, name: str, strategy: str, targets: tuple[Target, ...]) -> None:
+    def __init__(self, name: str, strategy: str, targets: tuple[Target, ...], ejection: Ejection = Ejection()) -> None:
         self.name = name
         self.strategy = strategy
         self.targets = targets
+        self.ejection = ejection
         self._turns = itertools.cycle(targets)
+        self._health = {target: _Health() for target in targets}
 
     def pick(self) -> Target:
-        """The deployment that serves the next request (in turn: one event loop, no lock needed)."""
-        return next(self._turns)
+        """The deployment that serves the next request: the next in turn that is not ejected (one
+        event loop: no lock needed). When all are out, the one back soonest."""
+        now = time.monotonic()
+        for _ in range(len(self.targets)):
+            target = next(self._turns)
+            if self._usable(target, now):
+                return target
+        return min(self.targets, key=lambda t: self._health[t].out_until)
+
+    def fallbacks(self, first: Target) -> list[Target]:
+        """The deployments to try after ``first`` failed, in the file's order from it; ejected ones
+        are left out."""
+        at = self.targets.index(first)
+        now = time.monotonic()
+        rotated = self.targets[at + 1 :] + self.targets[:at]
+        return [t for t in rotated if self._usable(t, now)]
+
+    def _usable(self, target: Target, now: float) -> bool:
+        health = self._health[target]
+        if health.out_until <= 0:
+            return True
+        if now < health.out_until or health.probing:
+            return False
+        health.probing = True  # the cool-down is over: this request is its probe
+        return True
+
+    def succeeded(self, target: Target) -> None:
+        health = self._health[target]
+        health.failures.clear()
+        health.out_until, health.probing = 0.0, False
+
+    def failed(self, target: Target) -> None:
+        health, rule, now = self._health[target], self.ejection, time.monotonic()
+        if health.probing:  # the half-open probe failed: out for another cool-down
+            health.probing, health.out_until = False, now + rule.cooldown
+            return
+        health.failures = [t for t in health.failures if now - t < rule.window] + [now]
+        if len(health.failures) >= rule.failures:
+            health.failures.clear()
+            health.out_until = now + rule.cooldown
+            log.warning(
+                "alias %s: %s/%s failed %d times within %gs; left out for %gs",
+                self.name,
+                target.provider,
+                target.model,
+                rule.failures,
+                rule.window,
+                rule.cooldown,
+            )
+
+    def states(self) -> dict[str, str]:
+        """Each deployment's state, for /ready: ok, ejected, or probing."""
+        now = time.monotonic()
+        states = {}
+        for target, health in self._health.items():
+            out = health.out_until > now
+            states[f"{target.provider}/{target.model}"] = "ejected" if out else "probing" if health.probing else "ok"
+        return states
 
 
 class Aliases(Mapping[str, Alias]):
@@ -112,4 +196,20 @@ def _alias(name: str, entry: Any, providers: Mapping[str, Provider], path: str |
                 f"(set {provider.spec.env_prefix}_API_KEY)."
             )
         targets.append(Target(pid, model.strip()))
-    return Alias(name, str(strategy), tuple(targets))
+    if len(set(targets)) != len(targets):
+        raise AliasError(f"{where}: a deployment is listed twice.")
+    return Alias(name, str(strategy), tuple(targets), _ejection(entry.get("ejection"), where))
+
+
+def _ejection(entry: Any, where: str) -> Ejection:
+    if entry is None:
+        return Ejection()
+    if not isinstance(entry, dict) or set(entry) - {"failures", "window", "cooldown"}:
+        raise AliasError(f"{where}: 'ejection' takes failures, window and cooldown (seconds).")
+    try:
+        rule = Ejection(**{k: type(getattr(Ejection(), k))(v) for k, v in entry.items()})
+    except (TypeError, ValueError):
+        raise AliasError(f"{where}: 'ejection' values must be numbers.") from None
+    if rule.failures < 1 or rule.window <= 0 or rule.cooldown <= 0:
+        raise AliasError(f"{where}: 'ejection' needs failures >= 1 and a positive window and cooldown.")
+    return rule

@@ -131,7 +131,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     # Next to /health, once the verifier exists: readiness waits for its keys.
-    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp).handle, methods=["GET"]))
+    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases).handle, methods=["GET"]))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

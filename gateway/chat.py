@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,9 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from providers import Adapter, ChatRequest
-from providers.errors import InvalidRequest
+from providers.errors import InvalidRequest, UpstreamError, UpstreamStatusError, UpstreamUnreachable
 from providers.json_codec import load_json
+from providers.registry import Provider
+from providers.retry import RETRIED_STATUSES
 
+from .aliases import Target
 from .auth import identity_of
 from .body import read_body
 from .errors import error_event
@@ -24,6 +28,8 @@ from .settings import Settings
 from .telemetry import current
 
 __all__ = ["ChatEndpoint", "validate_chat"]
+
+log = logging.getLogger("polyrelay")
 
 SSE_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -63,9 +69,49 @@ class ChatEndpoint:
                 param="messages",
                 code="vision_disabled",
             )
+        runner = self.direct if bypassed(request) else self.runner
+        alias = settings.aliases.get(payload["model"].strip()) if exchange.selected is not None else None
+        if alias is None:
+            return await self._answer(request, runner, payload, provider, model)
+        # An alias: on a failure before the first byte, its other deployments, in order.
+        target = Target(provider.id, model)
+        fallbacks = alias.fallbacks(target)
+        identity = identity_of(request.scope)
+        while True:
+            try:
+                answer = await self._answer(request, runner, payload, settings.providers[target.provider], target.model)
+            except UpstreamError as error:
+                if not _worth_another(error):
+                    raise
+                alias.failed(target)
+                failed = target
+                following = next((t for t in fallbacks if self.policy.allows(t.provider, t.model, identity)), None)
+                if following is None:
+                    raise
+                fallbacks.remove(following)
+                target = following
+                log.info(
+                    "alias %s: %s/%s failed (%s); falling back to %s/%s",
+                    alias.name,
+                    failed.provider,
+                    failed.model,
+                    error.message,
+                    target.provider,
+                    target.model,
+                )
+                exchange.provider, exchange.model = target.provider, target.model
+                exchange.selected = (target.provider, target.model)
+                continue
+            alias.succeeded(target)
+            return answer
+
+    async def _answer(
+        self, request: Request, runner: ChatRunner, payload: dict[str, Any], provider: Provider, model: str
+    ) -> Response | RelayResponse:
+        """One provider's answer, JSON or the start of a stream (its first event not yet sent)."""
+        exchange = current()
         adapter = self.adapters[provider.id]
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
-        runner = self.direct if bypassed(request) else self.runner
         if chat.stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
             exchange.stream_started()
@@ -171,3 +217,11 @@ def _has_image(messages: list[dict[str, Any]]) -> bool:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     return True
     return False
+
+
+def _worth_another(error: UpstreamError) -> bool:
+    """Whether another deployment might answer: the provider was unreachable or said it could not
+    serve (429, 5xx, 529), as the retries judge it; never the caller's own mistake, nor a timeout."""
+    if isinstance(error, UpstreamUnreachable):
+        return True
+    return isinstance(error, UpstreamStatusError) and error.status in RETRIED_STATUSES

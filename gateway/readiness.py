@@ -12,8 +12,10 @@ serves, draining or not.
     Route("/ready", readiness.handle, methods=["GET"])
 
 The body names each check: ``{"status": "ready", "checks": {"http_pool": "ok", "oidc": "off",
-"draining": false, "mcp": {"search": "connected"}}}``; the status is ``starting`` or ``draining``
-when not ready. It holds no URL and no secret: MCP servers appear by name.
+"draining": false, "mcp": {"search": "connected"}}}``, and with model aliases each deployment's
+state (``"aliases": {"fast": {"groq/llama-3.3-70b-versatile": "ejected"}}``: ok, ejected or
+probing); the status is ``starting`` or ``draining`` when not ready. It holds no URL and no
+secret: MCP servers appear by name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .drain import Drain
 from .relay import DRAIN_EXTENSION
 
 if TYPE_CHECKING:
+    from .aliases import Aliases
     from .mcp import MCP
     from .oidc import OIDCVerifier
 
@@ -39,10 +42,11 @@ _HEADERS = {"Cache-Control": "no-store"}
 
 
 class Readiness:
-    def __init__(self, http: HttpClient, oidc: OIDCVerifier | None, mcp: MCP) -> None:
+    def __init__(self, http: HttpClient, oidc: OIDCVerifier | None, mcp: MCP, aliases: Aliases | None = None) -> None:
         self.http = http
         self.oidc = oidc
         self.mcp = mcp
+        self.aliases = aliases
 
     def report(self, drain: Drain | None) -> tuple[bool, dict[str, Any]]:
         """Whether the process is ready, and the body that says why."""
@@ -55,6 +59,8 @@ class Readiness:
             "draining": draining,
             "mcp": {c.name: "connected" if c.available else "down" for c in self.mcp.connections},
         }
+        if self.aliases:  # reported, never required: an alias with a deployment out still serves
+            checks["aliases"] = {name: alias.states() for name, alias in self.aliases.items()}
         starting = pool != "ok" or oidc == "waiting"
         status = "draining" if draining else "starting" if starting else "ready"
         return status == "ready", {"status": status, "checks": checks}

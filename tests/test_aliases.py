@@ -91,6 +91,9 @@ async def test_without_routing_an_alias_is_an_unknown_name(gateway: str, routing
         ("models: {a: {deployments: [{provider: openai, model: 'bad name'}]}}", "model name"),
         ("models: {'x/y': {deployments: [{provider: openai, model: m}]}}", "plain name"),
         ("models: [", "cannot read"),
+        ("models: {a: {deployments: [{provider: openai, model: m}, {provider: openai, model: m}]}}", "twice"),
+        ("models: {a: {deployments: [{provider: openai, model: m}], ejection: {failures: 0}}}", "failures >= 1"),
+        ("models: {a: {deployments: [{provider: openai, model: m}], ejection: {after: 3}}}", "takes failures"),
     ],
 )
 def test_a_bad_routing_file_stops_start_up_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:
