@@ -23,6 +23,7 @@ from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient
 
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
+from .embeddings import EmbeddingsEndpoint
 from .errors import exception_handlers
 from .mcp import MCP
 from .models import ModelsEndpoint
@@ -81,6 +82,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+
+    # -- POST /v1/embeddings (relayed to OpenAI-compatible providers, translated for Gemini and Cohere)
+    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
+    routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
+
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
