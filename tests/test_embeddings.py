@@ -30,6 +30,7 @@ from providers.registry import load_registry
 from .conftest import GatewayFactory
 from .fake_embeddings import vector_of
 from .fakes import ERROR_CLASSES, FakeProviders, fake_key
+from .otlp_receiver import OTLPReceiver
 from .test_metrics import DURATION, TOKENS, free_port, scrape, until
 from .test_secrets import assert_no_key, stars
 from .test_telemetry import request_lines
@@ -298,6 +299,20 @@ async def test_policy_and_body_limit_apply(gateway_with: GatewayFactory, fake: F
         assert len(answer.data) == 1
 
 
+async def test_the_routing_header_names_the_model(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    async with gateway_with(ROUTING_STRATEGY="header") as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        answer = await create(
+            client,
+            model="ignored",
+            input="routed",
+            encoding_format="float",
+            extra_headers={"X-Model": "cohere/embed-v4.0"},
+        )
+    assert answer.data[0].embedding == vector_of("routed", 1536)
+    assert fake.last_post("cohere").json["model"] == "embed-v4.0"
+
+
 async def test_a_client_that_leaves_cancels_the_upstream_call(gateway: str, fake: FakeProviders) -> None:
     before = fake.disconnects.count("embeddings")
     client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0, timeout=0.3)
@@ -414,3 +429,34 @@ def test_openapi_and_the_validator_agree_on_requests(body: dict[str, Any]) -> No
     except InvalidRequest:
         accepted = False
     assert documented == accepted == (body in GOOD_REQUESTS)
+
+
+async def test_with_tracing_each_provider_call_is_an_embeddings_span(
+    gateway_with: GatewayFactory, fake: FakeProviders
+) -> None:
+    with OTLPReceiver() as receiver:
+        async with gateway_with(TELEMETRY_TRACING_ENABLED="true", TELEMETRY_TRACING_OTLP_ENDPOINT=receiver.url) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+            answer = await client.embeddings.create(model="cohere/embed-v4.0", input=["a b", "c"], dimensions=256)
+            with pytest.raises(openai.RateLimitError):
+                await client.embeddings.create(model="google/error-429", input="x")
+            seen = fake.last_post("cohere")
+        span = receiver.span("embeddings embed-v4.0")
+        failed = receiver.span("embeddings error-429")
+        servers = {s.span_id: s for s in receiver.named("POST /v1/embeddings")}
+    server = servers[span.parent_id]
+    assert span.kind == "client" and span.trace_id == server.trace_id and server.kind == "server"
+    assert servers[failed.parent_id].attributes["http.response.status_code"] == 429
+    assert span.attributes == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "cohere",
+        "server.address": "127.0.0.1",
+        "server.port": int(fake.base.rsplit(":", 1)[1]),
+        "gen_ai.request.model": "embed-v4.0",
+        "gen_ai.request.encoding_formats": ["base64"],
+        "gen_ai.embeddings.dimension.count": 256,
+        "gen_ai.usage.input_tokens": answer.usage.prompt_tokens,
+        "gen_ai.response.model": "embed-v4.0",
+    }
+    assert seen.headers["traceparent"].split("-")[2] == span.span_id
+    assert (failed.status, failed.attributes["error.type"]) == ("error", "429")
