@@ -485,7 +485,8 @@ class Google:
     def embed(self, model: str, body: Any, said: str) -> web.Response:
         """``:batchEmbedContents``: each request checked as the API checks it (its model the batch's,
         its content a google-genai ``Content`` of text), at most 100 of them. The model "counted"
-        also reports ``usageMetadata`` (most answers carry no token count)."""
+        also reports ``usageMetadata`` (most answers carry no token count); a text "refuse this
+        batch" makes its batch a 400."""
         if model.startswith("error-"):
             return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
         if model == "leak-error":
@@ -521,6 +522,8 @@ class Google:
             if type(dimensions) is not int or not self.DIMENSIONS[0] <= dimensions <= self.DIMENSIONS[1]:
                 return self.error(400, f"{where}.output_dimensionality: must be between 128 and 3072")
             text = " ".join(texts)
+            if text == "refuse this batch":
+                return self.error(400, f"{where}.content: fake gemini refused this batch")
             characters += len(text)
             embeddings.append({"values": vector_of(text, dimensions)})
         answer: dict[str, Any] = {"embeddings": embeddings}

@@ -180,6 +180,13 @@ async def test_long_inputs_go_in_the_providers_batches_and_come_back_in_order(
         assert answer.usage.prompt_tokens == 3 * len(texts)  # the calls' counts added up
 
 
+async def test_a_failed_batch_fails_the_request(client: openai.AsyncOpenAI) -> None:
+    texts = [f"text {i}" for i in range(250)]
+    texts[120] = "refuse this batch"  # the second of three batches
+    with pytest.raises(openai.BadRequestError, match=r"google: .*requests\[20\]\.content: fake gemini refused"):
+        await client.embeddings.create(model="google/gemini-embedding-001", input=texts, dimensions=128)
+
+
 @pytest.mark.parametrize("pid", ["google", "cohere"])
 async def test_token_ids_are_refused_by_providers_that_read_text(
     pid: str, client: openai.AsyncOpenAI, fake: FakeProviders
@@ -460,3 +467,31 @@ async def test_with_tracing_each_provider_call_is_an_embeddings_span(
     }
     assert seen.headers["traceparent"].split("-")[2] == span.span_id
     assert (failed.status, failed.attributes["error.type"]) == ("error", "429")
+
+
+# -- the fakes, as the providers' own SDKs see them ----------------------------------------------
+
+
+async def test_the_fakes_embed_for_the_providers_own_sdks(fake: FakeProviders) -> None:
+    import cohere
+    from google import genai
+    from google.genai import types
+
+    options = types.HttpOptions(base_url=f"{fake.base}/google", api_version="v1beta")
+    gemini = genai.Client(api_key=fake_key("google"), http_options=options)
+    config = types.EmbedContentConfig(output_dimensionality=128, task_type="RETRIEVAL_QUERY")
+    try:
+        answer = await gemini.aio.models.embed_content(model="gemini-embedding-001", contents=["a", "b"], config=config)
+    finally:
+        await gemini.aio.aclose()
+    assert [e.values for e in answer.embeddings or []] == [vector_of("a", 128), vector_of("b", 128)]
+
+    client = cohere.AsyncClientV2(api_key=fake_key("cohere"), base_url=f"{fake.base}/cohere")
+    embedded = await client.embed(
+        model="embed-v4.0", texts=["a b"], input_type="search_query", embedding_types=["float"], output_dimension=256
+    )
+    assert embedded.embeddings.float_ == [vector_of("a b", 256)]
+    assert embedded.meta is not None and embedded.meta.billed_units is not None
+    assert embedded.meta.billed_units.input_tokens == 2
+    with pytest.raises(cohere.BadRequestError):
+        await client.embed(model="embed-v4.0", texts=["x"] * 97, input_type="search_query", embedding_types=["float"])
