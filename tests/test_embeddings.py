@@ -15,6 +15,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import jsonschema
 import openai
@@ -477,21 +478,26 @@ async def test_the_fakes_embed_for_the_providers_own_sdks(fake: FakeProviders) -
     from google import genai
     from google.genai import types
 
-    options = types.HttpOptions(base_url=f"{fake.base}/google", api_version="v1beta")
-    gemini = genai.Client(api_key=fake_key("google"), http_options=options)
-    config = types.EmbedContentConfig(output_dimensionality=128, task_type="RETRIEVAL_QUERY")
-    try:
+    async with aiohttp.ClientSession() as session:  # the test's own, closed here
+        options = types.HttpOptions(base_url=f"{fake.base}/google", api_version="v1beta", aiohttp_client=session)
+        gemini = genai.Client(api_key=fake_key("google"), http_options=options)
+        config = types.EmbedContentConfig(output_dimensionality=128, task_type="RETRIEVAL_QUERY")
         answer = await gemini.aio.models.embed_content(model="gemini-embedding-001", contents=["a", "b"], config=config)
-    finally:
-        await gemini.aio.aclose()
     assert [e.values for e in answer.embeddings or []] == [vector_of("a", 128), vector_of("b", 128)]
 
-    client = cohere.AsyncClientV2(api_key=fake_key("cohere"), base_url=f"{fake.base}/cohere")
-    embedded = await client.embed(
-        model="embed-v4.0", texts=["a b"], input_type="search_query", embedding_types=["float"], output_dimension=256
-    )
-    assert embedded.embeddings.float_ == [vector_of("a b", 256)]
-    assert embedded.meta is not None and embedded.meta.billed_units is not None
-    assert embedded.meta.billed_units.input_tokens == 2
-    with pytest.raises(cohere.BadRequestError):
-        await client.embed(model="embed-v4.0", texts=["x"] * 97, input_type="search_query", embedding_types=["float"])
+    async with httpx.AsyncClient() as http:  # the test's own, closed here
+        client = cohere.AsyncClientV2(api_key=fake_key("cohere"), base_url=f"{fake.base}/cohere", httpx_client=http)
+        embedded = await client.embed(
+            model="embed-v4.0",
+            texts=["a b"],
+            input_type="search_query",
+            embedding_types=["float"],
+            output_dimension=256,
+        )
+        assert embedded.embeddings.float_ == [vector_of("a b", 256)]
+        assert embedded.meta is not None and embedded.meta.billed_units is not None
+        assert embedded.meta.billed_units.input_tokens == 2
+        with pytest.raises(cohere.BadRequestError):
+            await client.embed(
+                model="embed-v4.0", texts=["x"] * 97, input_type="search_query", embedding_types=["float"]
+            )
