@@ -9,7 +9,7 @@ OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events 
     events = await adapter.stream(ChatRequest(payload, "gpt-4o", stream=True))
     async for data in events: ...                              # OpenAI SSE bytes, no [DONE]
     await events.aclose()
-    vectors = await adapter.embed(EmbeddingRequest(payload, "text-embedding-3-small", texts))
+    body = await adapter.embed(EmbeddingRequest(payload, "text-embedding-3-small", texts))  # OpenAI JSON bytes
 """
 
 from __future__ import annotations
