@@ -88,6 +88,10 @@ def validate_embeddings(body: bytes, routed_model: str | None = None) -> tuple[d
         raise InvalidRequest(
             f"'dimensions' must be a positive integer; got {dimensions!r}.", param="dimensions", code="invalid_value"
         )
+    for name in ("user", "input_type"):  # input_type is not OpenAI's; its values are the provider's business
+        value = payload.get(name)
+        if value is not None and type(value) is not str:
+            raise InvalidRequest(f"'{name}' must be a string; got {value!r}.", param=name)
     return payload, texts
 
 

@@ -22,6 +22,8 @@ import openai
 import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types import CreateEmbeddingResponse
 
 from gateway.embeddings import validate_embeddings
@@ -246,6 +248,7 @@ BAD_REQUESTS = [
     ({"model": "openai/m", "input": "x", "dimensions": "256"}, "dimensions"),
     ({"model": "openai/m", "input": "x", "dimensions": True}, "dimensions"),
     ({"model": "openai/m", "input": "x", "dimensions": 25.6}, "dimensions"),
+    ({"model": "openai/m", "input": "x", "input_type": ["query"]}, "input_type"),
     ({"model": "nobody/m", "input": "x"}, "model"),
     ({"model": "m", "input": "x"}, "model"),
 ]
@@ -421,16 +424,21 @@ GOOD_REQUESTS = [
     {"model": "openai/m", "input": [0, 1, 2], "encoding_format": "float"},
     {"model": "openai/m", "input": [[1], [2, 3]]},
     {"model": "openai/m", "input": ["x"] * 2048},
+    {"model": "openai/m", "input": "x", "input_type": "passage"},  # relayed as sent to OpenAI-style providers
 ]
+
+
+_SPEC = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())
+REQUEST_SCHEMA = jsonschema.Draft202012Validator(
+    {"$ref": "#/components/schemas/EmbeddingRequest", "components": _SPEC["components"]}
+)
 
 
 @pytest.mark.parametrize(
     "body", GOOD_REQUESTS + [b for b, _ in BAD_REQUESTS if b.get("model") not in ("nobody/m", "m")]
 )
 def test_openapi_and_the_validator_agree_on_requests(body: dict[str, Any]) -> None:
-    spec = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())
-    schema = {"$ref": "#/components/schemas/EmbeddingRequest", "components": spec["components"]}
-    documented = jsonschema.Draft202012Validator(schema).is_valid(body)
+    documented = REQUEST_SCHEMA.is_valid(body)
     try:
         validate_embeddings(orjson.dumps(body))
         accepted = True
@@ -501,3 +509,43 @@ async def test_the_fakes_embed_for_the_providers_own_sdks(fake: FakeProviders) -
             await client.embed(
                 model="embed-v4.0", texts=["x"] * 97, input_type="search_query", embedding_types=["float"]
             )
+
+
+# Any JSON, with a bias to the shapes ``input`` takes. Floats are never integral: JSON Schema counts
+# 2.0 as an integer, the gateway (like orjson, which reads it as a float) does not.
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
+    | st.text(max_size=3)
+)
+_JSON = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+)
+_INPUTS = (
+    _JSON
+    | st.lists(st.text(max_size=3), max_size=4)
+    | st.lists(st.integers(-1, 9), max_size=4)
+    | st.lists(st.lists(st.integers(-1, 9), max_size=3), max_size=3)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=_INPUTS,
+    extra=st.dictionaries(
+        st.sampled_from(["encoding_format", "dimensions", "input_type", "user"]),
+        _JSON | st.sampled_from(["float", "base64", 7]),
+    ),
+)
+def test_openapi_and_the_validator_agree_on_any_json(value: Any, extra: dict[str, Any]) -> None:
+    body = {"model": "openai/m", "input": value, **extra}
+    documented = REQUEST_SCHEMA.is_valid(body)
+    try:
+        validate_embeddings(orjson.dumps(body))
+    except InvalidRequest as exc:
+        assert not documented, (body, exc.message)
+        assert exc.param is not None and exc.param.split("[")[0] in {"input", *extra}
+        return
+    assert documented, body
