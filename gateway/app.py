@@ -24,6 +24,7 @@ from providers.retry import RetryingClient, RetryPolicy
 
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
+from .embeddings import EmbeddingsEndpoint
 from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
@@ -90,6 +91,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/metrics", push.handle, methods=["POST"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+
+    # -- POST /v1/embeddings (relayed to OpenAI-compatible providers, translated for Gemini and Cohere)
+    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
+    routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
+
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))

@@ -9,6 +9,7 @@ OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events 
     events = await adapter.stream(ChatRequest(payload, "gpt-4o", stream=True))
     async for data in events: ...                              # OpenAI SSE bytes, no [DONE]
     await events.aclose()
+    body = await adapter.embed(EmbeddingRequest(payload, "text-embedding-3-small", texts))  # OpenAI JSON bytes
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .errors import UpstreamInvalidAnswer, UpstreamStatusError
+from .embeddings import EmbeddingRequest
+from .errors import InvalidRequest, UpstreamInvalidAnswer, UpstreamStatusError
+from .json_codec import dump_json
 from .model_lists import FORMATS, ModelInfo, list_models
 from .redact import Redactor
 from .registry import Provider
@@ -33,6 +36,7 @@ __all__ = [
     "AdapterOptions",
     "AdapterTimeouts",
     "ChatRequest",
+    "EmbeddingRequest",
     "EventStream",
     "ModelInfo",
     "looks_like_json_object",
@@ -160,6 +164,33 @@ class Adapter(ABC):
     @abstractmethod
     async def stream(self, request: ChatRequest) -> EventStream:
         """Open a streaming call; errors before the first byte raise here, with their status."""
+
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        """An OpenAI embeddings answer (``{"object": "list", "data": [...]}``) as JSON bytes. The
+        route asks only providers whose registry entry lists ``embeddings``; an adapter for a
+        protocol that has none keeps this refusal."""
+        raise InvalidRequest(
+            f"Provider '{self.provider.id}' does not serve /v1/embeddings.",
+            param="model",
+            code="endpoint_not_supported",
+        )
+
+    async def _post_json(self, url: str, document: Any, what: str) -> Any:
+        """POST ``document`` to the provider and its JSON answer, parsed (an error status raised)."""
+        response = await self.http.request(
+            "POST",
+            url,
+            headers=self._json_headers,
+            body=dump_json(document),
+            timeouts=self.options.timeouts.chat,
+            redactor=self.redactor,
+        )
+        await self._checked(response)
+        body = await response.read()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise self._not_json(response, body, what) from None
 
     def proxy_headers(self) -> dict[str, str]:
         """Headers the raw proxy injects: the provider's credential and fixed headers."""

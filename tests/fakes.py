@@ -1,7 +1,8 @@
 """A fake of every registry provider, served over real HTTP on loopback.
 
 Each provider lives under ``/<provider id>/`` + the path of its real URL, answers its model list in
-its native format (two pages where the real API pages), and speaks OpenAI's chat protocol. It checks
+its native format (two pages where the real API pages), and speaks OpenAI's chat protocol (and its
+embeddings, for entries that list them: ``fake_embeddings``). It checks
 credentials the way the real one does and records every request it receives.
 
 What a chat answer does is chosen by the requested model name:
@@ -40,6 +41,7 @@ from aiohttp import web
 from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
 
+from .fake_embeddings import openai_embeddings
 from .native_fake_cohere import Cohere
 from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
@@ -158,6 +160,12 @@ class FakeProviders:
             if (refused := _refused_tool_call_ids(spec.id, payload)) is not None:
                 return refused
             return await self._chat(request, payload)
+        elif local is not None and local == spec.endpoints.get("embeddings") and request.method == "POST":
+            try:
+                return await openai_embeddings(orjson.loads(body), received_credential(request))
+            except asyncio.CancelledError:
+                self.disconnects.append("embeddings")
+                raise
         return await _proxy_target(request, tail, body)
 
     async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:

@@ -18,6 +18,9 @@ published examples. Each validates the request it gets against the provider's of
     leak-error        a 429 whose message and Retry-After quote the credential; streaming, one event
                       then the protocol's in-stream error quoting it
 
+Gemini and Cohere also embed (``:batchEmbedContents``, ``/v2/embed``) with ``fake_embeddings``'s
+vectors, refusing what those endpoints refuse (their batch limits, fields, dimensions).
+
 Real model names (``claude-3-haiku-20240307``, ``gemini-2.5-flash``...) act as echo. Beyond the
 SDK types, each fake refuses with the provider's own 400 what the real API refuses and the types do
 not say (Anthropic: sampling fields per model, tool-use ids, results without a call; Gemini:
@@ -34,6 +37,8 @@ from typing import Any
 import orjson
 import pydantic
 from aiohttp import web
+
+from .fake_embeddings import vector_of
 
 USAGE = {"input_tokens": 5, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2, "output_tokens": 7}
 ARGS = {"city": "Paris"}
@@ -459,7 +464,78 @@ class Google:
             parts.insert(0, {"text": "Let me think.", "thought": True})
         return parts
 
+    # Gemini's embedding task types, and the limits its batchEmbedContents enforces.
+    TASK_TYPES = frozenset(
+        {
+            "TASK_TYPE_UNSPECIFIED",
+            "RETRIEVAL_QUERY",
+            "RETRIEVAL_DOCUMENT",
+            "SEMANTIC_SIMILARITY",
+            "CLASSIFICATION",
+            "CLUSTERING",
+            "QUESTION_ANSWERING",
+            "FACT_VERIFICATION",
+            "CODE_RETRIEVAL_QUERY",
+        }
+    )
+    EMBED_FIELDS = frozenset({"model", "content", "taskType", "title", "outputDimensionality"})
+    MAX_BATCH = 100
+    DIMENSIONS = (128, 3072)  # gemini-embedding-001's range; 3072 by default
+
+    def embed(self, model: str, body: Any, said: str) -> web.Response:
+        """``:batchEmbedContents``: each request checked as the API checks it (its model the batch's,
+        its content a google-genai ``Content`` of text), at most 100 of them. The model "counted"
+        also reports ``usageMetadata`` (most answers carry no token count); a text "refuse this
+        batch" makes its batch a 400."""
+        if model.startswith("error-"):
+            return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
+        if model == "leak-error":
+            refused = self.error(429, f"fake gemini refused the key {said}")
+            refused.headers["Retry-After"] = said
+            return refused
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests or set(body) - {"requests"}:
+            return self.error(400, "* BatchEmbedContentsRequest.requests: requests is not specified")
+        if len(requests) > self.MAX_BATCH:
+            return self.error(400, "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch")
+        embeddings, characters = [], 0
+        for i, item in enumerate(requests):
+            where = f"* BatchEmbedContentsRequest.requests[{i}]"
+            item = self.camel(item) if isinstance(item, dict) else {}
+            if set(item) - self.EMBED_FIELDS or "content" not in item:
+                return self.error(400, f"{where}: unknown fields or no content: {sorted(item)}")
+            if item.get("model") != f"models/{model}":
+                return self.error(400, f"{where}.model: the model of each request must be the batch's, models/{model}")
+            try:
+                content = self.types.Content.model_validate_json(orjson.dumps(item["content"]))
+            except pydantic.ValidationError as exc:
+                return self.error(400, f"{where}.content: {exc}")
+            texts = [p.text for p in content.parts or [] if p.text]
+            if not texts or len(texts) != len(content.parts or []):
+                return self.error(400, f"{where}.content: the content must hold text parts")
+            task = item.get("taskType")
+            if task is not None and task not in self.TASK_TYPES:
+                return self.error(400, f'{where}.task_type: invalid value "{task}"')
+            if "title" in item and task != "RETRIEVAL_DOCUMENT":
+                return self.error(400, f"{where}.title: a title is only for task type RETRIEVAL_DOCUMENT")
+            dimensions = item.get("outputDimensionality", self.DIMENSIONS[1])
+            if type(dimensions) is not int or not self.DIMENSIONS[0] <= dimensions <= self.DIMENSIONS[1]:
+                return self.error(400, f"{where}.output_dimensionality: must be between 128 and 3072")
+            text = " ".join(texts)
+            if text == "refuse this batch":
+                return self.error(400, f"{where}.content: fake gemini refused this batch")
+            characters += len(text)
+            embeddings.append({"values": vector_of(text, dimensions)})
+        answer: dict[str, Any] = {"embeddings": embeddings}
+        if model == "counted":
+            answer["usageMetadata"] = {"promptTokenCount": characters // 4 + 1, "totalTokenCount": characters // 4 + 1}
+        self.types.EmbedContentResponse.model_validate(answer)  # the fake answers what the SDK reads
+        return web.json_response(answer)
+
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        embedding = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):batchEmbedContents", path)
+        if embedding is not None and request.method == "POST":
+            return self.embed(embedding.group(1), orjson.loads(raw), received_credential(request))
         # The API serves both versions; v1 is the stable surface, v1beta the one with every feature.
         match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):(generateContent|streamGenerateContent)", path)
         if match is None or request.method != "POST":
