@@ -48,7 +48,9 @@ class EmbeddingsEndpoint:
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         routed = request.headers.get(self.model_header) if self.model_header is not None else None
         payload, texts = validate_embeddings(body, routed or None)
-        provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
+        provider, model = resolve(
+            payload["model"], request.query_params.get("provider"), settings.providers, settings.aliases
+        )
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "embeddings", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
