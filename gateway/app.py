@@ -29,6 +29,7 @@ from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .readiness import Readiness
+from .relayed import relayed_routes
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -81,6 +82,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+    # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
+    # (completions, moderations, images, audio); their calls are client spans with tracing on.
+    routes.append(Route("/v1/models/{model:path}", models.retrieve, methods=["GET"]))
+    routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy)
+    # --
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))

@@ -18,7 +18,7 @@ from .sampling import sampled
 from .sse import DONE, ERROR_EVENT, SSEDecoder
 from .transport import UpstreamResponse
 
-__all__ = ["OpenAICompatibleAdapter"]
+__all__ = ["OpenAICompatibleAdapter", "relayed_events"]
 
 
 class OpenAICompatibleAdapter(Adapter):
@@ -85,8 +85,13 @@ class OpenAICompatibleAdapter(Adapter):
             redactor=self.redactor,
         )
         await self._checked_stream(await self._checked(response))
-        decoder = SSEDecoder(self.options.max_event_size)
-        return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
+        return relayed_events(response, request.payload, self.options.max_event_size)
+
+
+def relayed_events(response: UpstreamResponse, payload: dict[str, Any], max_event_size: int) -> EventStream:
+    """An OpenAI-style stream's events as they come, up to its ``[DONE]``: chat's, and the other
+    endpoints' whose chunks carry ``choices`` and ``usage`` the same way (legacy completions)."""
+    return EventStream(response, _relay(response, SSEDecoder(max_event_size), _Ending(payload)))
 
 
 class _Ending:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
 import pytest
+from openai.types import Model
 
 from gateway import Settings
 from providers.registry import ProviderSpec
@@ -96,3 +98,59 @@ async def test_google_native_list_is_paged_and_unprefixed(fake: FakeProviders) -
         del fake.registry[spec.id]
     assert [m["id"] for m in document["data"]] == ["gemini_native/model-a", "gemini_native/model-b"]
     assert fake.last("/models").query == {"pageSize": "1000", "pageToken": "p2"}
+
+
+# -- GET /v1/models/{model} ----------------------------------------------------------------------
+
+
+async def test_the_sdk_retrieves_a_listed_model(client: openai.AsyncOpenAI) -> None:
+    raw = await client.models.with_raw_response.retrieve("openai/model-b")
+    model = Model.model_validate(orjson.loads(raw.http_response.content))
+    assert (model.id, model.created, model.owned_by, model.object) == ("openai/model-b", 1700000001, "acme", "model")
+    listed = await client.models.list()
+    assert raw.http_response.json() == next(
+        m.model_dump(exclude_unset=True) for m in listed.data if m.id == "openai/model-b"
+    )
+    bare = await client.models.retrieve("model-a", extra_query={"provider": "anthropic"})
+    assert bare.id == "anthropic/model-a"
+
+
+async def test_ids_with_slashes_are_retrieved(client: openai.AsyncOpenAI, gateway: str, fake: FakeProviders) -> None:
+    fake.extra_models.append("@cf/meta/llama-3.1-8b-instruct")
+    try:
+        model = await client.models.retrieve("cloudflare/@cf/meta/llama-3.1-8b-instruct")  # sent as %2F
+        async with httpx.AsyncClient() as http:  # and with the slashes as they are
+            plain = await http.get(f"{gateway}/v1/models/cloudflare/@cf/meta/llama-3.1-8b-instruct")
+    finally:
+        fake.extra_models.clear()
+    assert model.id == "cloudflare/@cf/meta/llama-3.1-8b-instruct" and model.served_by == "cloudflare"  # type: ignore[attr-defined]
+    assert plain.status_code == 200 and plain.json()["id"] == model.id
+
+
+@pytest.mark.parametrize(
+    "model", ["openai/no-such-model", "nosuch/model-a", "model-a", "openai/MODEL-A", "groq/model-a/extra"]
+)
+async def test_an_unknown_model_is_404_model_not_found(client: openai.AsyncOpenAI, model: str) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.models.retrieve(model)
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "model_not_found" and error["param"] == "model"
+    assert "GET /v1/models" in error["message"]
+
+
+async def test_a_model_the_policy_hides_is_not_found(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(DISALLOWED_MODELS="openai/model-a", GROQ_API_KEY="") as url:
+        hidden = await get_models(url, "/openai/model-a")
+        shown = await get_models(url, "/openai/model-b")
+        unconfigured = await get_models(url, "/groq/model-a")
+        malformed = await get_models(url, "/openai//model-a")
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "model_not_found"
+    assert shown.status_code == 200 and shown.json()["id"] == "openai/model-b"
+    assert unconfigured.status_code == 404
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "invalid_model"
+
+
+async def test_a_failing_provider_fails_the_retrieval(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(OPENAI_API_KEY="wrong") as url:
+        response = await get_models(url, "/openai/model-a")
+    assert response.status_code == 502 and "Incorrect API key" in response.json()["error"]["message"]
