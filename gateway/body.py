@@ -1,7 +1,8 @@
 """Request bodies, read within the size and time limits of the settings.
 
 A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is
-counted as it arrives and refused as soon as it passes the limit.
+counted as it arrives and refused as soon as it passes the limit. ``Upload`` carries a body streamed
+on to a provider (the proxy's, an audio upload's), keeping the real cause when it fails midway.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ refuses: no ``model``, no ``prompt`` / ``input`` / ``voice`` / ``file``, an unkn
     error-<status>   an OpenAI-style error answer with that status
     leak             an answer quoting the credential received (the gateway must mask it)
     hang             (completions stream, speech) the first chunk, then silence until the client leaves
+    slow             (completions) waits 5 s before answering
     anything else    a normal answer: "You said: <prompt>", audio made from the input, "Heard <n> bytes..."
 """
 
@@ -114,6 +115,8 @@ async def completions(request: web.Request, body: bytes, disconnects: Disconnect
         return _missing("prompt")
     if (scripted := _scripted(model, request)) is not None:
         return scripted
+    if model == "slow":
+        await asyncio.sleep(5)
     prompts = prompt if isinstance(prompt, list) else [prompt]
     texts = [_said(model, request, str(p)) for p in prompts]
     created = int(time.time())

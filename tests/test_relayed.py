@@ -13,6 +13,8 @@ import pytest
 from openai.types import Completion, ImagesResponse, ModerationCreateResponse
 from openai.types.audio import Transcription, TranscriptionVerbose, Translation
 
+from gateway.relayed.multipart import FormHead
+
 from .conftest import GatewayFactory
 from .fake_endpoints import PNG, heard, speech_audio
 from .fakes import FakeProviders, Seen, fake_key
@@ -121,6 +123,13 @@ async def test_client_leaving_a_stream_cancels_the_upstream_call(gateway: str, f
             break
         await asyncio.sleep(0.02)
     assert fake.disconnects.count("hang") == before + 1
+
+
+async def test_a_slow_provider_is_bounded_by_client_timeout(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(CLIENT_TIMEOUT="300ms") as url:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await sdk(url).completions.create(model="openai/slow", prompt="x")
+    assert caught.value.status_code == 504
 
 
 # -- moderations ---------------------------------------------------------------------------------
@@ -263,6 +272,29 @@ async def test_a_model_field_after_the_file_is_found_and_rewritten(gateway: str,
     assert response.status_code == 200, response.text
     assert response.json() == {"text": heard(len(AUDIO), "talk.wav", "transcribe")}
     assert fake.last("/v1/audio/transcriptions").body == body.replace(b"openai/whisper-1", b"whisper-1")
+
+
+async def read_in_pieces(body: bytes, size: int) -> tuple[str, bytes]:
+    """What FormHead finds in ``body`` read ``size`` bytes at a time, and the body it relays."""
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    stream = chunks()
+    head = FormHead(b"cut")
+    await head.read(stream)
+    return head.model, head.rewritten("m") + b"".join([p async for p in stream])
+
+
+async def test_the_model_field_is_found_across_any_chunk_boundary() -> None:
+    body = form(
+        "cut", ("file", "a.wav", b"--cu\r\n--cu" * 20), ("model", None, b"groq/whisper"), ("language", None, b"fr")
+    )
+    expected = body.replace(b"groq/whisper", b"m")
+    for size in (1, 2, 3, 5, 7, 11, 64, len(body)):
+        assert await read_in_pieces(body, size) == ("groq/whisper", expected), size
 
 
 @pytest.mark.parametrize(
