@@ -50,12 +50,14 @@ class JsonEndpoint:
         self.answer = answer
 
     async def handle(self, request: Request) -> Response | RelayResponse:
-        payload = load_json(await read_body(request, self.limit, self.read_timeout))
+        body = await read_body(request, self.limit, self.read_timeout)
+        payload = load_json(body)
         if not isinstance(payload, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
         relay, model = self.targets.resolve(request, payload.get("model"), self.endpoint)
-        payload["model"] = model
-        body = dump_json(payload)
+        if payload.get("model") != model:  # the bytes as they came when the name is the provider's already
+            payload["model"] = model
+            body = dump_json(payload)
         if self.answer.streams and payload.get("stream") is True:
             return await self._stream(request, relay, body, payload)
         if self.answer.binary:
