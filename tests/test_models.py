@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
 import httpx
 import openai
 import orjson
@@ -9,7 +13,8 @@ import pytest
 from openai.types import Model
 
 from gateway import Settings
-from providers.registry import ProviderSpec
+from providers.model_facts import FIELDS, facts_for, parse_facts
+from providers.registry import ProviderSpec, load_registry
 
 from .conftest import GatewayFactory, serve
 from .fakes import FakeProviders
@@ -154,3 +159,75 @@ async def test_a_failing_provider_fails_the_retrieval(gateway_with: GatewayFacto
     async with gateway_with(OPENAI_API_KEY="wrong") as url:
         response = await get_models(url, "/openai/model-a")
     assert response.status_code == 502 and "Incorrect API key" in response.json()["error"]["message"]
+
+
+# -- models' facts (?include=), from the registry's model_info -------------------------------------
+
+
+@pytest.fixture
+async def described(fake: FakeProviders) -> AsyncIterator[str]:
+    """A gateway whose registry describes openai's model-a (and not model-b)."""
+    rules = parse_facts(
+        [
+            {
+                "models": ["model-a*"],
+                "context_window": 128000,
+                "max_output_tokens": 16384,
+                "modalities": {"input": ["text", "image"], "output": ["text"]},
+                "capabilities": ["tools", "vision"],
+            }
+        ],
+        "openai",
+    )
+    registry = {**fake.registry, "openai": replace(fake.registry["openai"], model_info=rules)}
+    async with serve(Settings.load(fake.env(), registry=registry)) as url:
+        yield url
+
+
+async def test_facts_only_when_asked_for(described: str) -> None:
+    plain = (await get_models(described, "?provider=openai")).json()["data"]
+    assert all(set(m) == {"id", "object", "created", "owned_by", "served_by"} for m in plain)
+    full = (await get_models(described, "?provider=openai&include=all")).json()["data"]
+    assert full[0] == {
+        **plain[0],
+        "context_window": 128000,
+        "max_output_tokens": 16384,
+        "modalities": {"input": ["text", "image"], "output": ["text"]},
+        "capabilities": {"tools": True, "vision": True, "reasoning": False},
+    }
+    # A model no rule describes has its facts unknown; the entry keeps OpenAI's shape either way.
+    assert full[1] == {**plain[1], **dict.fromkeys(FIELDS)}
+    assert Model.model_validate(full[0]).id == "openai/model-a"
+
+
+async def test_include_names_the_facts(described: str) -> None:
+    some = (await get_models(described, "?include=context_window&include=capabilities,modalities")).json()["data"]
+    entry = next(m for m in some if m["id"] == "openai/model-a")
+    assert [k for k in entry if k in FIELDS] == ["context_window", "modalities", "capabilities"]
+    one = (await get_models(described, "/openai/model-a?include=max_output_tokens")).json()
+    assert one["max_output_tokens"] == 16384 and "context_window" not in one
+    wrong = await get_models(described, "?include=price")
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "include"
+    assert "context_window, max_output_tokens, modalities, capabilities" in wrong.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"models": ["x"], "context_window": 0}, "positive integers"),
+        ({"models": ["x"], "capabilities": ["flying"]}, "capabilities"),
+        ({"models": ["x"], "modalities": {"input": ["smell"]}}, "modalities"),
+        ({"models": [], "context_window": 1}, "non-empty list"),
+        ({"models": ["x"], "price": 1}, "mapping of models"),
+    ],
+)
+def test_bad_model_info_is_refused_at_start_up(rule: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_facts([rule], "openai")
+
+
+def test_the_shipped_registry_describes_known_models() -> None:
+    registry = load_registry()
+    gpt4o = facts_for(registry["openai"].model_info, "gpt-4o")
+    assert gpt4o is not None and gpt4o.context_window == 128000 and "vision" in gpt4o.capabilities
+    assert facts_for(registry["openai"].model_info, "gpt-4o-mini-tts") is None  # a speech model, not gpt-4o
