@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -39,6 +40,7 @@ __all__ = ["app_from_environment", "create_app"]
 log = logging.getLogger("polyrelay")
 
 _HEALTHY = b'{"message":"OK"}'
+_CONVERTED = re.compile(r"{(\w+):\w+}")
 
 
 async def health(request: Request) -> Response:
@@ -94,7 +96,7 @@ def create_app(settings: Settings) -> Starlette:
     oidc = None
     templates: dict[Callable[..., object], str] = {}  # an endpoint is counted under its first route
     for route in routes:
-        templates.setdefault(route.endpoint, route.path.replace("{path:path}", "{path}"))
+        templates.setdefault(route.endpoint, _CONVERTED.sub(r"{\1}", route.path))  # {model:path} -> {model}
     middleware = [Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates)]
     if settings.cors_allowed_origins:
         middleware.append(

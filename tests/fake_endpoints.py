@@ -270,6 +270,8 @@ def _uploads(task: str) -> Handler:
         text = heard(len(audio), str(upload.get_filename()), task)
         if model == "leak":
             text = _said(model, request, text)
+        if "stream" in fields and str(fields["stream"].get_content()).strip() == "true":
+            return await _transcript_events(request, text)
         if fmt == "json":
             return web.json_response({"text": text})
         if fmt == "verbose_json":
@@ -286,6 +288,18 @@ def _uploads(task: str) -> Handler:
         return web.Response(text=text + "\n", content_type="text/plain")
 
     return handle
+
+
+async def _transcript_events(request: web.Request, text: str) -> web.StreamResponse:
+    """A streamed transcript: its text in deltas, then the whole (the real API sends no [DONE])."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for n, word in enumerate(text.split(" ")):
+        delta = {"type": "transcript.text.delta", "delta": word if n == 0 else " " + word}
+        await response.write(b"data: " + orjson.dumps(delta) + b"\n\n")
+    done = {"type": "transcript.text.done", "text": text}
+    await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+    return response
 
 
 HANDLERS: dict[str, Handler] = {

@@ -11,7 +11,13 @@ import openai
 import orjson
 import pytest
 from openai.types import Completion, ImagesResponse, ModerationCreateResponse
-from openai.types.audio import Transcription, TranscriptionVerbose, Translation
+from openai.types.audio import (
+    Transcription,
+    TranscriptionTextDeltaEvent,
+    TranscriptionTextDoneEvent,
+    TranscriptionVerbose,
+    Translation,
+)
 
 from gateway.relayed.multipart import FormHead
 
@@ -111,13 +117,20 @@ async def test_model_policy_applies(gateway_with: GatewayFactory) -> None:
     assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "model_not_allowed"
 
 
-async def test_client_leaving_a_stream_cancels_the_upstream_call(gateway: str, fake: FakeProviders) -> None:
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/completions", {"model": "openai/hang", "prompt": "x", "stream": True}),
+        ("/v1/audio/speech", {"model": "openai/hang", "input": "x", "voice": "alloy"}),
+    ],
+)
+async def test_client_leaving_cancels_the_upstream_call(
+    gateway: str, fake: FakeProviders, route: str, body: dict[str, object]
+) -> None:
     before = fake.disconnects.count("hang")
-    async with httpx.AsyncClient() as http:
-        body = {"model": "openai/hang", "prompt": "x", "stream": True}
-        async with http.stream("POST", f"{gateway}/v1/completions", json=body) as response:
-            async for _ in response.aiter_bytes():
-                break  # the first event came; leave
+    async with httpx.AsyncClient() as http, http.stream("POST", f"{gateway}{route}", json=body) as response:
+        async for _ in response.aiter_bytes():
+            break  # the first bytes came; leave
     for _ in range(100):
         if fake.disconnects.count("hang") > before:
             break
@@ -237,6 +250,23 @@ async def test_transcription_formats(client: openai.AsyncOpenAI) -> None:
     )
     assert srt.http_response.headers["content-type"].startswith("text/plain")
     assert srt.http_response.text.startswith("1\n00:00:00,000 --> ")
+
+
+async def test_a_streamed_transcription_is_relayed_as_it_comes(client: openai.AsyncOpenAI) -> None:
+    stream = await client.audio.transcriptions.create(
+        model="openai/gpt-4o-transcribe", file=("a.wav", AUDIO), stream=True
+    )
+    events = [event async for event in stream]
+    deltas = [e.delta for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
+    (done,) = [e for e in events if isinstance(e, TranscriptionTextDoneEvent)]
+    assert "".join(deltas) == done.text == heard(len(AUDIO), "a.wav", "transcribe")
+
+
+async def test_a_stream_is_refused_where_it_is_not_relayed(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(ENABLE_IMAGES="true") as url, httpx.AsyncClient() as http:
+        body = {"model": "openai/gpt-image-1", "prompt": "a cat", "stream": True}
+        response = await http.post(f"{url}/v1/images/generations", json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "stream"
 
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK marks translations.create so
@@ -364,3 +394,19 @@ async def test_no_provider_key_in_relayed_answers(client: openai.AsyncOpenAI, fa
     assert key.encode() not in speech.content
     transcript = await client.audio.transcriptions.with_raw_response.create(model="openai/leak", file=("a", b"x"))
     assert key not in transcript.http_response.text and "***" in transcript.http_response.text
+
+
+async def test_telemetry_names_the_operation_and_counts_the_tokens(gateway_with: GatewayFactory) -> None:
+    from .test_metrics import DURATION, TOKENS, free_port, scrape, until
+
+    port = free_port()
+    series = {"gen_ai_provider_name": "openai", "gen_ai_request_model": "model-a"}
+    async with gateway_with(TELEMETRY_ENABLED="true", TELEMETRY_METRICS_PORT=str(port)) as url:
+        await sdk(url).completions.create(model="openai/model-a", prompt="ping")
+        await sdk(url).moderations.create(model="openai/model-a", input="ping")
+        await sdk(url).models.retrieve("openai/model-a")
+        after = await until(port, DURATION, 1, gen_ai_operation_name="text_completion", **series)
+        scraped = await scrape(port)
+    assert after.value(TOKENS, gen_ai_token_type="input", gen_ai_operation_name="text_completion", **series) == 5
+    routes = scraped.label_values("polyrelay_http_requests_total", "route")
+    assert {"/v1/completions", "/v1/moderations", "/v1/models/{model}"} <= routes

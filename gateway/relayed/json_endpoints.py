@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from providers.errors import InvalidRequest
 from providers.json_codec import dump_json, load_json
+from providers.registry import ENDPOINTS
 from providers.relayed import Relay
 
 from ..body import read_body
@@ -58,7 +59,12 @@ class JsonEndpoint:
         if payload.get("model") != model:  # the bytes as they came when the name is the provider's already
             payload["model"] = model
             body = dump_json(payload)
-        if self.answer.streams and payload.get("stream") is True:
+        if payload.get("stream") is True:
+            if not self.answer.streams:
+                # Image streams end with their own event, not [DONE]: not relayed yet.
+                raise InvalidRequest(
+                    f"Streaming is not relayed for {ENDPOINTS[self.endpoint]}; leave out 'stream'.", param="stream"
+                )
             return await self._stream(request, relay, body, payload)
         if self.answer.binary:
             upstream = await until_disconnect(request, relay.post(self.endpoint, body, binary=True))

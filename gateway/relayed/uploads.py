@@ -4,7 +4,7 @@ The ``multipart/form-data`` body streams through to the provider: only the parts
 ``model`` field are read (``FormHead``), to route the request and give the provider its own model
 name; the rest (the audio) is relayed as it arrives, within SERVER_MAX_REQUEST_BODY_SIZE (a 413
 stops the upload midway). The answer, JSON or text (``response_format`` text, srt, vtt), is
-relayed with its content type.
+relayed with its content type; with ``stream=true`` its events are relayed as they come.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.responses import Response
 from providers.errors import InvalidRequest, UpstreamError
 
 from ..body import Upload, check_declared_length, stream_body
-from ..relay import until_disconnect
+from ..relay import RelayResponse, until_disconnect
 from ..settings import Settings
 from ..telemetry import current
 from .multipart import FormHead, boundary_of
@@ -36,7 +36,7 @@ class UploadEndpoint:
         self.targets = targets
         self.endpoint = endpoint
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | RelayResponse:
         content_type = request.headers.get("content-type", "")
         head = FormHead(boundary_of(content_type))
         check_declared_length(request, self.limit)
@@ -62,12 +62,16 @@ class UploadEndpoint:
                 relay.post(self.endpoint, upload.body or b"", content_type=content_type, length=length),
                 watch_after=upload.done,
             )
-            answer = await until_disconnect(request, upstream.read())
         except UpstreamError:
             if upload.error is not None:  # the client's body failed (too large, or the client left)
                 raise upload.error from None
             raise
         kind = upstream.headers.get("Content-Type") or "application/json"
+        if kind.startswith("text/event-stream"):  # stream=true: the transcript's events as they come
+            return RelayResponse(
+                upstream.iter_chunks(), close=upstream.aclose, headers=[(b"content-type", kind.encode("latin-1"))]
+            )
+        answer = await until_disconnect(request, upstream.read())
         if kind.startswith("application/json"):
             current().answered(answer)
         return Response(answer, media_type=kind)
