@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,7 @@ from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .readiness import Readiness
+from .relayed import relayed_routes
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -43,6 +45,7 @@ __all__ = ["app_from_environment", "create_app"]
 log = logging.getLogger("polyrelay")
 
 _HEALTHY = b'{"message":"OK"}'
+_CONVERTED = re.compile(r"{(\w+):\w+}")
 
 
 async def health(request: Request) -> Response:
@@ -96,6 +99,11 @@ def create_app(settings: Settings) -> Starlette:
     embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
     routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
 
+    # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
+    # (completions, moderations, images, audio); their calls are client spans with tracing on.
+    routes.append(Route("/v1/models/{model:path}", models.retrieve, methods=["GET"]))
+    routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy)
+    # --
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
@@ -103,7 +111,7 @@ def create_app(settings: Settings) -> Starlette:
     oidc = None
     templates: dict[Callable[..., object], str] = {}  # an endpoint is counted under its first route
     for route in routes:
-        templates.setdefault(route.endpoint, route.path.replace("{path:path}", "{path}"))
+        templates.setdefault(route.endpoint, _CONVERTED.sub(r"{\1}", route.path))  # {model:path} -> {model}
     middleware = [Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates)]
     if settings.cors_allowed_origins:
         middleware.append(

@@ -403,6 +403,13 @@ SETTINGS: tuple[Var, ...] = (
         aliases=("VISION_ENABLED",),
     ),
     Var(
+        "ENABLE_IMAGES",
+        "enable_images",
+        parse_bool,
+        "false",
+        "Serve POST /v1/images/generations (else the route does not exist: 404).",
+    ),
+    Var(
         "ALLOWED_MODELS",
         "allowed_models",
         parse_models,
@@ -643,6 +650,7 @@ class Settings:
     client_idle_conn_timeout: float = 30.0
     default_max_tokens: int = 4096
     enable_vision: bool = False
+    enable_images: bool = False
     allowed_models: tuple[str, ...] = ()
     disallowed_models: tuple[str, ...] = ()
     auth_enabled: bool = False

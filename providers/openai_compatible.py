@@ -19,7 +19,7 @@ from .sampling import sampled
 from .sse import DONE, ERROR_EVENT, SSEDecoder
 from .transport import UpstreamResponse
 
-__all__ = ["OpenAICompatibleAdapter"]
+__all__ = ["OpenAICompatibleAdapter", "relayed_events"]
 
 
 class OpenAICompatibleAdapter(Adapter):
@@ -87,8 +87,7 @@ class OpenAICompatibleAdapter(Adapter):
             redactor=self.redactor,
         )
         await self._checked_stream(await self._checked(response))
-        decoder = SSEDecoder(self.options.max_event_size)
-        return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
+        return relayed_events(response, request.payload, self.options.max_event_size)
 
     async def embed(self, request: EmbeddingRequest) -> bytes:
         if self._embeddings_url is None:
@@ -109,6 +108,12 @@ class OpenAICompatibleAdapter(Adapter):
         if not looks_like_json_object(body):
             raise self._not_json(response, body, "embeddings")
         return body  # as the provider wrote it: base64 or floats, its usage and model
+
+
+def relayed_events(response: UpstreamResponse, payload: dict[str, Any], max_event_size: int) -> EventStream:
+    """An OpenAI-style stream's events as they come, up to its ``[DONE]``: chat's, and the other
+    endpoints' whose chunks carry ``choices`` and ``usage`` the same way (legacy completions)."""
+    return EventStream(response, _relay(response, SSEDecoder(max_event_size), _Ending(payload)))
 
 
 class _Ending:

@@ -1,8 +1,8 @@
 """A fake of every registry provider, served over real HTTP on loopback.
 
 Each provider lives under ``/<provider id>/`` + the path of its real URL, answers its model list in
-its native format (two pages where the real API pages), and speaks OpenAI's chat protocol (and its
-embeddings, for entries that list them: ``fake_embeddings``). It checks
+its native format (two pages where the real API pages), and speaks OpenAI's chat protocol and the
+other endpoints its registry entry lists (``fake_endpoints``, ``fake_embeddings``). It checks
 credentials the way the real one does and records every request it receives.
 
 What a chat answer does is chosen by the requested model name:
@@ -42,6 +42,7 @@ from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
 
 from .fake_embeddings import openai_embeddings
+from .fake_endpoints import HANDLERS as ENDPOINT_FAKES
 from .native_fake_cohere import Cohere
 from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
@@ -75,6 +76,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     peer: tuple[str, int]  # the gateway's side of the connection: equal peers mean a reused connection
+    complete: bool = True  # the whole body arrived
 
     @property
     def json(self) -> Any:
@@ -87,6 +89,7 @@ class FakeProviders:
     seen: list[Seen] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)  # models whose stream lost its client
     quote_keys: bool = False  # model lists then also hold a model named after the credential received
+    extra_models: list[str] = field(default_factory=list)  # more models in every list
     base: str = ""
     _runner: web.AppRunner | None = None
 
@@ -126,17 +129,22 @@ class FakeProviders:
             await self._runner.cleanup()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append(
-            Seen(
+        chunks: list[bytes] = []
+        try:
+            async for chunk in request.content.iter_any():
+                chunks.append(chunk)
+        finally:  # a body cut off midway (the gateway stopped an upload) is recorded as received so far
+            body = b"".join(chunks)
+            seen = Seen(
                 request.method,
                 request.path,
                 dict(request.query),
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
-                request.transport.get_extra_info("peername"),  # type: ignore[union-attr]
+                request.transport.get_extra_info("peername") if request.transport else ("", 0),
+                complete=request.content.at_eof() and request.content.exception() is None,
             )
-        )
+            self.seen.append(seen)
         pid = request.match_info["pid"]
         spec = self.registry.get(pid)
         if spec is None:
@@ -150,6 +158,8 @@ class FakeProviders:
             page = _model_page(spec.models_format, request.query)
             if self.quote_keys:
                 _add_model(page, spec.models_format, f"model-{received_key(request)}")
+            for name in self.extra_models:
+                _add_model(page, spec.models_format, name)
             return web.json_response(page)
         if spec.adapter != "openai":  # native protocols match their full real paths (/v1/messages...)
             answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
@@ -166,6 +176,8 @@ class FakeProviders:
             except asyncio.CancelledError:
                 self.disconnects.append("embeddings")
                 raise
+        elif request.method == "POST" and (name := _endpoint_at(spec, local)) in ENDPOINT_FAKES:
+            return await ENDPOINT_FAKES[name](request, body, self.disconnects)
         return await _proxy_target(request, tail, body)
 
     async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
@@ -222,6 +234,11 @@ class FakeProviders:
         if model == "late-eof":  # the body's end arrives well after [DONE], in a packet of its own
             await asyncio.sleep(0.05)
         return response
+
+
+def _endpoint_at(spec: ProviderSpec, local: str | None) -> str | None:
+    """The registry endpoint an entry serves at ``local`` (its path below the entry's URL)."""
+    return next((name for name, path in spec.endpoints.items() if path == local), None)
 
 
 def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:

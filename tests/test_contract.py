@@ -24,7 +24,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def app_operations() -> set[tuple[str, str]]:
-    app = create_app(Settings.load({"ROUTING_STRATEGY": "path"}))  # every route there is
+    app = create_app(Settings.load({"ROUTING_STRATEGY": "path", "ENABLE_IMAGES": "true"}))  # every route there is
     operations = set()
     for route in app.routes:
         assert isinstance(route, Route)
