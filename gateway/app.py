@@ -47,7 +47,7 @@ async def health(request: Request) -> Response:
 def adapter_timeouts(settings: Settings) -> AdapterTimeouts:
     connect = settings.client_response_header_timeout or None
     return AdapterTimeouts(
-        chat=Timeouts(connect=connect, total=settings.client_timeout or None),
+        chat=Timeouts(connect=connect, total=settings.upstream_timeout or None),
         stream=Timeouts(connect=connect, headers=connect, idle=settings.server_write_timeout or None),
         models=Timeouts(connect=connect, total=connect),
     )
@@ -128,6 +128,8 @@ def create_app(settings: Settings) -> Starlette:
                 settings.server_host,
             )
         await mcp.start()
+        for notice in settings.notices:
+            log.info(notice)
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
         log.info("polyrelay ready; providers configured: %s", configured)
         try:
