@@ -496,6 +496,13 @@ SETTINGS: tuple[Var, ...] = (
         'JSON object of headers per server name, e.g. {"search": {"Authorization": "Bearer ..."}}.',
     ),
     Var("MCP_EXPOSE", "mcp_expose", parse_bool, "false", "Serve GET /v1/mcp/tools (403 otherwise)."),
+    Var(
+        "MCP_TOOL_MODE",
+        "mcp_tool_mode",
+        parse_choice("direct", "selector"),
+        "direct",
+        "`direct`: every MCP tool is offered to the model; `selector`: two meta-tools that list and run them.",
+    ),
     Var("MCP_INCLUDE_TOOLS", "mcp_include_tools", parse_list, "", "Only these tools (MCP or exposed names); wins."),
     Var("MCP_EXCLUDE_TOOLS", "mcp_exclude_tools", parse_list, "", "Not these tools (MCP or exposed names)."),
     Var("MCP_MAX_ITERATIONS", "mcp_max_iterations", parse_int, "10", "Model calls per request at most."),
@@ -591,6 +598,7 @@ class Settings:
     mcp_servers: tuple[str, ...] = ()
     mcp_server_headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     mcp_expose: bool = False
+    mcp_tool_mode: str = "direct"
     mcp_include_tools: tuple[str, ...] = ()
     mcp_exclude_tools: tuple[str, ...] = ()
     mcp_max_iterations: int = 10

@@ -5,6 +5,7 @@ route lists no tool (403 unless MCP_EXPOSE, as with MCP on), so no handler has t
 
     client   one connection per MCP server, owned by a long-lived task (reconnects with backoff)
     tools    the toolbox: exposed names, include/exclude filters, result limits
+    selector two meta-tools that list and run the toolbox's tools (MCP_TOOL_MODE=selector)
     agent    the chat runner that calls the model, runs MCP tools and calls it again
 """
 
@@ -23,6 +24,7 @@ from providers.errors import PermissionDenied
 from ..settings import Settings
 from ..telemetry import Telemetry
 from .agent import Agent, ChatRunner, Direct
+from .selector import Selector
 from .tools import Toolbox
 
 if TYPE_CHECKING:
@@ -75,8 +77,9 @@ class MCP:
             max_result_bytes=settings.mcp_max_result_bytes,
             telemetry=telemetry,
         )
+        offer = Selector(toolbox) if settings.mcp_tool_mode == "selector" else toolbox
         # A call may not outlive the bound of its own connection, plus a little for the HTTP around it.
-        agent = Agent(toolbox, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)
+        agent = Agent(offer, settings.mcp_max_iterations, call_timeout=settings.mcp_request_timeout + 1)
         return cls(connections, toolbox, agent, settings.mcp_expose)
 
     async def start(self) -> None:

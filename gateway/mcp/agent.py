@@ -28,7 +28,7 @@ from providers import Adapter, ChatRequest, EventStream
 from providers.sse import parse_event
 from providers.waiting import waiting
 
-from .tools import Toolbox, ToolResult
+from .tools import ToolResult
 
 __all__ = ["Agent", "ChatRunner", "Direct"]
 
@@ -39,6 +39,17 @@ class Events(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
+
+
+class Offer(Protocol):
+    """The tools the agent offers the model and runs: the toolbox itself (direct mode) or the
+    selector's two meta-tools over it."""
+
+    def openai_tools(self) -> list[dict[str, Any]]: ...
+
+    def owns(self, name: str) -> bool: ...
+
+    async def call(self, name: str, arguments: str | None) -> ToolResult: ...
 
 
 class ChatRunner(Protocol):
@@ -79,7 +90,7 @@ def _tool_messages(calls: list[dict[str, Any]], results: list[ToolResult]) -> li
 
 
 class Agent:
-    def __init__(self, toolbox: Toolbox, max_iterations: int, call_timeout: float) -> None:
+    def __init__(self, toolbox: Offer, max_iterations: int, call_timeout: float) -> None:
         self.toolbox = toolbox
         self.max_iterations = max(1, max_iterations)
         self.call_timeout = call_timeout

@@ -139,9 +139,10 @@ class Toolbox:
             result = await server.call(tool.name, parsed)
             if result.is_error:
                 call.error = "tool_error"
-        return self._capped(result)
+        return self.capped(result)
 
-    def _capped(self, result: ToolResult) -> ToolResult:
+    def capped(self, result: ToolResult) -> ToolResult:
+        """The result, cut to MCP_MAX_RESULT_BYTES with a note saying so."""
         data = result.text.encode()
         if len(data) <= self.max_result_bytes:
             return result
