@@ -11,6 +11,7 @@ default, with a message that says what polyrelay does instead; the rest pass.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,9 +71,18 @@ def default_inventory_path() -> Path:
     return packaged if packaged.exists() else here.parent / "config" / "inference_gateway.yaml"
 
 
+@functools.cache
+def _shipped() -> Inventory:
+    return load_inventory(default_inventory_path())
+
+
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    path = Path(path) if path is not None else default_inventory_path()
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The inventory at ``path``; the shipped one, read once per process, by default."""
+    if path is None:
+        return _shipped()
+    path = Path(path)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present, a few times faster
+    document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     variables = {name: _variable(name, entry, path) for name, entry in document["variables"].items()}
     return Inventory(str(document["version"]), variables, dict(document.get("providers") or {}))
 

@@ -221,13 +221,19 @@ SETTINGS: tuple[Var, ...] = (
         "true",
         "Log a line per request (uvicorn's access log).",
     ),
-    Var("SERVER_READ_TIMEOUT", "server_read_timeout", parse_duration, "30s", "Longest time to receive a request body."),
+    Var(
+        "SERVER_READ_TIMEOUT",
+        "server_read_timeout",
+        parse_duration,
+        "30s",
+        "Longest time to receive a request body; when set, also a bound of non-streaming upstream calls.",
+    ),
     Var(
         "SERVER_WRITE_TIMEOUT",
         "server_write_timeout",
         parse_duration,
         "30s",
-        "Longest silence on a stream: the upstream must send something this often (reset per chunk).",
+        "Longest silence on a stream (reset per chunk); when set, also a bound of non-streaming upstream calls.",
     ),
     Var(
         "SERVER_IDLE_TIMEOUT",
@@ -361,7 +367,10 @@ SETTINGS: tuple[Var, ...] = (
         "client_response_header_timeout",
         parse_duration,
         "10s",
-        "Longest wait to connect, for a stream's first answer headers, and for each provider's model list.",
+        (
+            "Longest wait to connect, for a stream's first answer headers, and for each provider's model list; "
+            "when set, also a bound of non-streaming upstream calls."
+        ),
     ),
     Var(
         "CLIENT_MAX_IDLE_CONNS",

@@ -176,20 +176,26 @@ def test_a_variable_that_differs_is_honoured_with_a_notice(var: Variable) -> Non
 
 
 def test_a_provider_polyrelay_lacks_is_refused_with_how_to_add_it(tmp_path: Path) -> None:
-    Settings.load({"QWEN_API_URL": INVENTORY.providers["qwen"] or "", "QWEN_API_KEY": ""})  # the examples' lines
+    assert "vllm" not in REGISTRY
+    Settings.load({"VLLM_API_URL": INVENTORY.providers["vllm"] or "", "VLLM_API_KEY": ""})  # the examples' lines
     with pytest.raises(SettingsError) as refused:
-        Settings.load({"QWEN_API_KEY": "sk-qwen-secret"})
+        Settings.load({"VLLM_API_KEY": "sk-vllm-secret"})
     message = str(refused.value)
-    assert "'qwen'" in message and "PROVIDERS_REGISTRY" in message and "sk-qwen-secret" not in message
+    assert "'vllm'" in message and "PROVIDERS_REGISTRY" in message and "sk-vllm-secret" not in message
     with pytest.raises(SettingsError, match="VLLM_API_KEY"):
         Settings.load({"VLLM_API_URL": "http://my-vllm:8000/v1"})
 
     # Doing what the message says makes the same environment start, the provider configured.
     registry = yaml.safe_load((ROOT / "config" / "providers.yaml").read_text())
-    registry["providers"]["qwen"] = {"url": INVENTORY.providers["qwen"]}
+    registry["providers"]["vllm"] = {"url": INVENTORY.providers["vllm"]}
     (tmp_path / "providers.yaml").write_text(yaml.safe_dump(registry))
-    settings = Settings.load({"QWEN_API_KEY": "sk-qwen-secret", "PROVIDERS_REGISTRY": str(tmp_path / "providers.yaml")})
-    assert settings.providers["qwen"].configured
+    settings = Settings.load({"VLLM_API_KEY": "sk-vllm-secret", "PROVIDERS_REGISTRY": str(tmp_path / "providers.yaml")})
+    assert settings.providers["vllm"].configured
+
+
+def test_qwen_is_in_the_registry_at_inference_gateways_url() -> None:
+    settings = Settings.load({"QWEN_API_KEY": "sk-qwen"})
+    assert settings.providers["qwen"].configured and settings.providers["qwen"].url == INVENTORY.providers["qwen"]
 
 
 # -- an inference-gateway deployment's .env starts polyrelay ----------------------------------
