@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from providers.registry import ProviderSpec
+
 __all__ = ["STATUSES", "Inventory", "Refused", "Variable", "check", "load_inventory"]
 
 STATUSES = ("same", "differs", "refused", "accepted")
@@ -88,10 +90,10 @@ def load_inventory(path: str | Path | None = None) -> Inventory:
 
 
 def check(
-    values: Mapping[str, str], registry: Mapping[str, Any], inventory: Inventory | None = None
+    values: Mapping[str, str], registry: Mapping[str, ProviderSpec], inventory: Inventory | None = None
 ) -> tuple[str, ...]:
     """The notices for the set variables whose meaning differs here; raises ``Refused`` listing every
-    variable set to a value polyrelay cannot honour. ``registry`` maps provider ids to their specs."""
+    variable set to a value polyrelay cannot honour (a provider the registry lacks included)."""
     inventory = inventory or load_inventory()
     notices, refusals = [], []
     for name, var in inventory.variables.items():
@@ -101,7 +103,7 @@ def check(
             notices.append(f"{name} is set; in polyrelay it differs from inference-gateway: {var.note}.")
         elif var.polyrelay == "refused" and not var.takes(values[name]):
             refusals.append(f"{name}={values[name]!r}: {var.note}.")
-    known = {str(spec.env_prefix) for spec in registry.values()}
+    known = {spec.env_prefix for spec in registry.values()}
     for pid, url in inventory.providers.items():
         prefix = pid.upper()
         if prefix in known:

@@ -3,7 +3,9 @@
 Names and defaults follow inference-gateway, so a deployment can swap gateways without edits. The
 YAML file uses the same names, nested by prefix (``server: {port: 9000}`` is ``SERVER_PORT``) and a
 ``providers`` section (``providers: {openai: {api_key: ...}}`` is ``OPENAI_API_KEY``). The
-environment wins over the file.
+environment wins over the file. Every variable inference-gateway reads is then checked against its
+inventory (``inference_gateway.py``): those honoured with another meaning leave a notice, those
+polyrelay cannot honour stop start-up.
 
 >>> settings = Settings.load({"SERVER_PORT": "9000", "OPENAI_API_KEY": "sk-test"})
 >>> settings.server_port, settings.providers["openai"].configured
