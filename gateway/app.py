@@ -55,7 +55,7 @@ async def health(request: Request) -> Response:
 def adapter_timeouts(settings: Settings) -> AdapterTimeouts:
     connect = settings.client_response_header_timeout or None
     return AdapterTimeouts(
-        chat=Timeouts(connect=connect, total=settings.client_timeout or None),
+        chat=Timeouts(connect=connect, total=settings.upstream_timeout or None),
         stream=Timeouts(connect=connect, headers=connect, idle=settings.server_write_timeout or None),
         models=Timeouts(connect=connect, total=connect),
     )
@@ -160,6 +160,8 @@ def create_app(settings: Settings) -> Starlette:
                 settings.server_host,
             )
         await mcp.start()
+        for notice in settings.notices:
+            log.info(notice)
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
         log.info("polyrelay ready; providers configured: %s", configured)
         try:
@@ -187,7 +189,7 @@ def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpC
     policy = RetryPolicy(
         retries=retries,
         max_retry_after=settings.upstream_retry_after_max,
-        budget=settings.client_timeout or 30.0,  # the whole chain within the caller's bound
+        budget=settings.upstream_timeout or 30.0,  # the whole chain within the caller's bound
     )
     return RetryingClient(http, policy, provider.id)
 

@@ -126,7 +126,7 @@ class ProxyEndpoint:
         # Waiting for headers may mean waiting for a whole non-streaming completion.
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
-            headers=settings.client_timeout or None,
+            headers=settings.upstream_timeout or None,
             idle=settings.server_write_timeout or None,
         )
 

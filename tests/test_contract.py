@@ -80,6 +80,7 @@ def test_wheel_holds_the_two_packages_and_the_registry(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("polyrelay-")} == {"gateway", "providers"}
     assert "providers/providers.yaml" in names
+    assert "gateway/inference_gateway.yaml" in names  # read by Settings.load at start-up
     assert not any(n.startswith("tests/") for n in names)
 
 
