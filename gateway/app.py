@@ -25,6 +25,7 @@ from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
 from .errors import exception_handlers
 from .mcp import MCP
+from .messages import MessagesEndpoint, NativeRelay
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
@@ -81,6 +82,19 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+    # Anthropic's Messages API, relayed natively or translated to chat for every provider.
+    messages = MessagesEndpoint(
+        settings,
+        telemetry.wrap_adapters(adapters),
+        policy,
+        mcp.runner,
+        NativeRelay(telemetry.wrap_client(http), adapters, options.timeouts),
+    )
+    routes += [
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+    ]
+
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import openai
 import orjson
 from aiohttp import web
+from anthropic._constants import ANTHROPIC_API_VERSION
 
 from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
@@ -223,9 +224,14 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     if spec.auth not in ("bearer", "none") and key not in (request.headers.get(spec.auth), query_key):
         return _error(401, f"missing or wrong {spec.auth}")
     for name, value in spec.headers.items():
-        if request.headers.get(name) != value:
+        if request.headers.get(name) not in VERSIONS.get(name, {value}):
             return _error(400, f"missing header {name}")
     return None
+
+
+# The API versions a provider accepts in a header the registry fixes; a caller may send its own
+# (Anthropic's: the two it publishes, and the one this SDK sends), any other is refused.
+VERSIONS = {"anthropic-version": {"2023-01-01", "2023-06-01", ANTHROPIC_API_VERSION}}
 
 
 # Tool-call ids the providers refuse, written out here (not read from the registry) so a wrong

@@ -238,7 +238,26 @@ class Anthropic:
             blocks.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "sig"})
         return blocks, "end_turn"
 
+    def count_tokens(self, raw: bytes) -> web.Response:
+        """``POST /v1/messages/count_tokens``: checked with ``MessageCountTokensParams``; counts one
+        token per 4 bytes of the body, plus 100 (so no estimate of the gateway's matches it by chance)."""
+        from anthropic.types import MessageCountTokensParams
+
+        body = orjson.loads(raw)
+        fields = set(MessageCountTokensParams.__annotations__)
+        if set(body) - fields:
+            return self.error(400, f"{sorted(set(body) - fields)[0]}: Extra inputs are not permitted")
+        try:
+            force(pydantic.TypeAdapter(MessageCountTokensParams).validate_python(body))
+        except pydantic.ValidationError as exc:
+            return self.error(422, f"request does not match the Anthropic SDK types: {exc}")
+        if str(body["model"]).startswith("error-"):
+            return self.error(int(body["model"].removeprefix("error-")), f"fake anthropic refused with {body['model']}")
+        return web.json_response({"input_tokens": 100 + len(raw) // 4})
+
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        if path == "/v1/messages/count_tokens" and request.method == "POST":
+            return self.count_tokens(raw)
         if path != "/v1/messages" or request.method != "POST":
             return None
         body = orjson.loads(raw)
@@ -301,7 +320,7 @@ class Anthropic:
                     {
                         "type": "content_block_start",
                         "index": index,
-                        "content_block": {"type": "thinking", "thinking": ""},
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
                     }
                 )
                 yield event(
