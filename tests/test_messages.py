@@ -22,6 +22,8 @@ from anthropic.types import Message, RawMessageStreamEvent
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders, fake_key
+from .test_metrics import DURATION, TOKENS, free_port, until
+from .test_secrets import PROVIDERS, assert_no_key, masked, stars
 
 NATIVE = "anthropic/claude-3-haiku-20240307"
 TRANSLATED = ["openai", "google", "cohere"]  # OpenAI-compatible, then the two other translating adapters
@@ -80,6 +82,11 @@ async def raw_events(url: str, body: dict[str, Any], **headers: str) -> list[Raw
                 else:
                     events.append(data if name == "error" else EVENTS.validate_python(data))
     return events
+
+
+@pytest.fixture
+def secrets(fake: FakeProviders) -> list[bytes]:
+    return [v.encode() for k, v in fake.env().items() if k.endswith("_API_KEY")]
 
 
 def no_caller_key(fake: FakeProviders) -> None:
@@ -504,3 +511,68 @@ async def test_model_policy_applies(gateway_with: GatewayFactory) -> None:
             with pytest.raises(anthropic.PermissionDeniedError) as raised:
                 await sdk(url).messages.create(model=model, max_tokens=5, messages=HI)
             assert raised.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pid", PROVIDERS)
+async def test_a_key_quoted_in_a_message_or_its_stream_is_masked(gateway: str, secrets: list[bytes], pid: str) -> None:
+    body = {"model": f"{pid}/leak", "max_tokens": 5, "messages": HI}
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{gateway}/v1/messages", json=body)
+        streamed = await http.post(f"{gateway}/v1/messages", json={**body, "stream": True})
+    assert Message.model_validate(answer.json()).content[0].text == f"Your key is {masked(pid)}"  # type: ignore[union-attr]
+    texts = [
+        orjson.loads(line.removeprefix(b"data: "))["delta"]["text"]
+        for line in streamed.content.split(b"\n")
+        if b'"text_delta"' in line
+    ]
+    assert "".join(texts) == f"Your key is {masked(pid)}"
+    assert_no_key(answer, secrets)
+    assert_no_key(streamed, secrets)
+
+
+@pytest.mark.parametrize("pid", PROVIDERS)
+async def test_a_key_quoted_in_an_error_or_an_error_event_is_masked(
+    gateway: str, secrets: list[bytes], pid: str
+) -> None:
+    body = {"model": f"{pid}/leak-error", "max_tokens": 5, "messages": HI}
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(f"{gateway}/v1/messages", json=body)
+        streamed = await http.post(f"{gateway}/v1/messages", json={**body, "stream": True})
+    assert refused.status_code == 429 and refused.json()["type"] == "error"
+    assert stars(pid) in refused.json()["error"]["message"] and refused.headers["retry-after"] == masked(pid)
+    assert b"event: error\n" in streamed.content and stars(pid).encode() in streamed.content
+    assert_no_key(refused, secrets)
+    assert_no_key(streamed, secrets)
+
+
+# -- telemetry ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "expected"),
+    [
+        # Anthropic's usage, relayed: 5 new input tokens, 4 read from the cache, 2 written: 11 input.
+        ("anthropic/cached-model", "anthropic", {"input": 11, "output": 7, "cache_read": 4, "cache_write": 2}),
+        ("openai/cached-model", "openai", {"input": 11, "output": 7}),  # the OpenAI fake's usage
+        ("google/cached-model", "gcp.gemini", {"input": 11, "output": 7, "cache_read": 4}),
+    ],
+)
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_usage_is_reported_to_telemetry(
+    gateway_with: GatewayFactory, model: str, provider: str, expected: dict[str, int], streamed: bool
+) -> None:
+    port = free_port()
+    series = {"gen_ai_provider_name": provider, "gen_ai_request_model": "cached-model", "gen_ai_operation_name": "chat"}
+    async with gateway_with(TELEMETRY_ENABLED="true", TELEMETRY_METRICS_PORT=str(port)) as url:
+        client = sdk(url)
+        if streamed:
+            async with client.messages.stream(model=model, max_tokens=5, messages=HI) as stream:
+                await stream.get_final_message()
+        else:
+            await client.messages.create(model=model, max_tokens=5, messages=HI)
+        after = await until(port, DURATION, 1, **series)
+    for kind in ("input", "output", "cache_read", "cache_write"):
+        assert after.value(TOKENS, gen_ai_token_type=kind, **series) == expected.get(kind, 0), kind
