@@ -11,6 +11,7 @@ published examples. Each validates the request it gets against the provider's of
     thinking          reasoning first, then the echo
     refusal, long     (Anthropic) the echo, stopped for refusal / max_tokens
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
+    hang              (Anthropic) a stream's first event, then silence until the client leaves
     blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
     midstream-error   (Gemini) a stream that starts, then carries an error event
     leak              the echo replaced by "Your key is <the credential received>", a stream writing
@@ -119,6 +120,7 @@ class Anthropic:
         self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream", *self.SAMPLING}
         self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
         self.sampling = pydantic.TypeAdapter(dict[str, float])
+        self.disconnects: list[str] = []  # models whose stream lost its client (the hang scenario)
 
     SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -291,11 +293,25 @@ class Anthropic:
         if not body.get("stream"):
             return web.json_response(message)
         events = self.events(message)
+        if model == "hang":
+            return await self.hang(request, next(events), model)
         if model in ("overloaded-stream", "leak-error"):
             said = f"Overloaded, key {said}" if model == "leak-error" else "Overloaded"
             error = {"type": "error", "error": {"type": "overloaded_error", "message": said}}
             events = iter([next(events), b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"])
         return await sse(request, events, cut=model == "cut", split=received_key(request))
+
+    async def hang(self, request: web.Request, first: bytes, model: str) -> web.StreamResponse:
+        """The stream's first event, then silence until the client leaves (which is recorded)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(first)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.disconnects.append(model)
+            raise
+        return response
 
     def events(self, message: dict[str, Any]) -> Iterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:

@@ -20,8 +20,10 @@ import pytest_asyncio
 from anthropic._constants import ANTHROPIC_API_VERSION
 from anthropic.types import Message, RawMessageStreamEvent
 
+from gateway.messages.native import with_model
+
 from .conftest import GatewayFactory
-from .fakes import FakeProviders, fake_key
+from .fakes import PROTOCOLS, FakeProviders, fake_key
 from .test_metrics import DURATION, TOKENS, free_port, until
 from .test_secrets import PROVIDERS, assert_no_key, masked, stars
 
@@ -133,6 +135,16 @@ async def test_native_body_bytes_pass_unchanged_but_the_model(gateway: str, fake
     )
     assert response.json()["type"] == "message"
     assert fake.last("/anthropic/v1/messages").headers["anthropic-version"] == "2023-06-01"  # the registry's
+
+
+def test_only_the_top_level_model_is_spliced() -> None:
+    named, model = "anthropic/claude-x", "claude-x"
+    once = b'{"messages": [], "model" : "anthropic/claude-x", "max_tokens": 1}'
+    assert with_model(once, model, named) == b'{"messages": [], "model" : "claude-x", "max_tokens": 1}'
+    nested = b'{"metadata": {"model": "anthropic/claude-x"}, "model": "anthropic/claude-x"}'
+    assert with_model(nested, model, named) == b'{"metadata": {"model": "anthropic/claude-x"}, "model": "claude-x"}'
+    escaped = b'{"messages": [{"content": "\\"model\\": 1"}], "model": "anthropic\\/claude-x"}'
+    assert orjson.loads(with_model(escaped, model, named)) == {"messages": [{"content": '"model": 1'}], "model": model}
 
 
 async def test_native_stream_is_relayed_event_for_event(gateway: str, claude: anthropic.AsyncAnthropic) -> None:
@@ -393,17 +405,20 @@ async def test_translated_midstream_failure_is_an_error_event(gateway: str, clau
             await stream.get_final_message()
 
 
-async def test_client_disconnect_closes_the_upstream(gateway: str, fake: FakeProviders) -> None:
-    body = {"model": "openai/hang", "max_tokens": 5, "messages": HI, "stream": True}
+@pytest.mark.parametrize("pid", ["openai", "anthropic"])
+async def test_client_disconnect_closes_the_upstream(gateway: str, fake: FakeProviders, pid: str) -> None:
+    disconnects = PROTOCOLS["anthropic"].disconnects if pid == "anthropic" else fake.disconnects
+    before = disconnects.count("hang")
+    body = {"model": f"{pid}/hang", "max_tokens": 5, "messages": HI, "stream": True}
     async with httpx.AsyncClient(timeout=10) as http, http.stream("POST", f"{gateway}/v1/messages", json=body) as r:
         async for line in r.aiter_lines():
             if "message_start" in line:
                 break
     for _ in range(200):
-        if "hang" in fake.disconnects:
+        if disconnects.count("hang") > before:
             break
         await asyncio.sleep(0.01)
-    assert "hang" in fake.disconnects
+    assert disconnects.count("hang") == before + 1
 
 
 # -- errors ------------------------------------------------------------------------------------

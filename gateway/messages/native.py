@@ -54,8 +54,15 @@ _USAGE_FIELD = re.compile(
 _USAGE_SPAN = 1024  # bytes after a "usage" key where its counts are
 
 
-def with_model(body: bytes, model: str) -> bytes:
-    """``body`` with its top-level ``model`` string replaced, every other byte as it was."""
+def with_model(body: bytes, model: str, named: str) -> bytes:
+    """``body`` with its top-level ``model`` string (``named``) replaced by ``model``, every other
+    byte as it was. Outside strings (where quotes are escaped) the bytes ``"model": "<named>"`` are
+    a key and its value: when they occur once, they are the top-level ones (which exist) and one
+    search finds them; else the body's tokens are walked to the key at depth 1."""
+    quoted = orjson.dumps(named)
+    found = list(re.finditer(rb'"model"\s*:\s*(' + re.escape(quoted) + rb")", body))
+    if len(found) == 1:
+        return body[: found[0].start(1)] + orjson.dumps(model) + body[found[0].end(1) :]
     depth = 0
     for match in _TOKEN.finditer(body):
         first = body[match.start()]
@@ -98,7 +105,7 @@ class NativeRelay:
             if value:
                 headers[name] = value
         url = provider.endpoint_url("messages") + path
-        sent = body if named == model else with_model(body, model)
+        sent = body if named == model else with_model(body, model, named)
         timeouts = self.timeouts.stream if stream else self.timeouts.chat
         call = self.http.request("POST", url, headers=headers, body=sent, timeouts=timeouts, redactor=adapter.redactor)
         upstream = await until_disconnect(request, call)
