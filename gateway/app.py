@@ -94,6 +94,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/messages", messages.create, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
     ]
+    if settings.routing_strategy == "path":  # ANTHROPIC_BASE_URL=http://gateway/<model> in Claude Code
+        routes += [
+            Route("/{model:path}/v1/messages", messages.create, methods=["POST"]),
+            Route("/{model:path}/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        ]
 
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.

@@ -52,8 +52,14 @@ _ANTHROPIC_TYPES = {
 
 
 def speaks_anthropic(path: str) -> bool:
-    """Whether the route at ``path`` speaks Anthropic's Messages API (and its error shape)."""
-    return path.startswith(ANTHROPIC_ROUTE) and (len(path) == len(ANTHROPIC_ROUTE) or path[len(ANTHROPIC_ROUTE)] == "/")
+    """Whether the route at ``path`` speaks Anthropic's Messages API (and its error shape):
+    ``/v1/messages`` and the paths under it, also after a model (``ROUTING_STRATEGY=path``); the
+    raw proxy's paths are the provider's own, not these."""
+    if path.startswith("/proxy/"):
+        return False
+    at = path.find(ANTHROPIC_ROUTE)
+    end = at + len(ANTHROPIC_ROUTE)
+    return at >= 0 and (end == len(path) or path[end] == "/")
 
 
 def anthropic_envelope(error: APIError) -> dict[str, Any]:

@@ -591,3 +591,34 @@ async def test_usage_is_reported_to_telemetry(
         after = await until(port, DURATION, 1, **series)
     for kind in ("input", "output", "cache_read", "cache_write"):
         assert after.value(TOKENS, gen_ai_token_type=kind, **series) == expected.get(kind, 0), kind
+
+
+async def test_gateway_502_and_504_are_anthropic_errors(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(CLIENT_TIMEOUT="300ms", ANTHROPIC_API_URL="http://127.0.0.1:9/v1") as url:
+        client = sdk(url)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            await client.messages.create(model="openai/slow", max_tokens=5, messages=HI)
+        assert raised.value.status_code == 504
+        assert raised.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
+        for call in (
+            client.messages.create(model=NATIVE, max_tokens=5, messages=HI),
+            client.messages.count_tokens(model=NATIVE, messages=HI),
+        ):
+            with pytest.raises(anthropic.InternalServerError) as raised:
+                await call
+            assert raised.value.status_code == 502
+            assert raised.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+            assert "connect" in raised.value.body["error"]["message"]  # type: ignore[index]
+
+
+async def test_the_model_in_the_path(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    """Claude Code with ANTHROPIC_BASE_URL=http://gateway/<provider%2Fmodel>: its own model name is overridden."""
+    async with gateway_with(ROUTING_STRATEGY="path") as url:
+        client = sdk(f"{url}/openai%2Fecho")
+        message = await client.messages.create(model="claude-opus-4-7", max_tokens=5, messages=HI)
+        assert message.content[0].type == "text" and message.content[0].text == "You said: hi"
+        assert fake.last_post("openai").json["model"] == "echo"
+        assert (await client.messages.count_tokens(model="claude-opus-4-7", messages=HI)).input_tokens == 5
+        with pytest.raises(anthropic.BadRequestError) as raised:
+            await sdk(f"{url}/nowhere%2Fecho").messages.create(model="x", max_tokens=5, messages=HI)
+        assert raised.value.body["type"] == "error"  # type: ignore[index]

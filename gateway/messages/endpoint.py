@@ -104,7 +104,8 @@ class MessagesEndpoint:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         parsed = parse(body, count_only=count_only)
-        named = parsed["model"]
+        # The model named outside the body by the routing strategy wins over the body's.
+        named = request.path_params.get("model") or parsed["model"]
         if self.model_header is not None and (routed := request.headers.get(self.model_header)):
             named = routed
         provider, model = resolve(named, request.query_params.get("provider"), settings.providers)
