@@ -24,6 +24,8 @@ from gateway.messages.native import with_model
 
 from .conftest import GatewayFactory
 from .fakes import PROTOCOLS, FakeProviders, fake_key
+from .mcp_servers import MCPTestServer
+from .test_mcp import tools_of
 from .test_metrics import DURATION, TOKENS, free_port, until
 from .test_secrets import PROVIDERS, assert_no_key, masked, stars
 
@@ -622,3 +624,30 @@ async def test_the_model_in_the_path(gateway_with: GatewayFactory, fake: FakePro
         with pytest.raises(anthropic.BadRequestError) as raised:
             await sdk(f"{url}/nowhere%2Fecho").messages.create(model="x", max_tokens=5, messages=HI)
         assert raised.value.body["type"] == "error"  # type: ignore[index]
+
+
+# -- MCP ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_mcp_tools_run_for_messages(gateway_with: GatewayFactory, streamed: bool) -> None:
+    server = await MCPTestServer("stateless").start()
+    try:
+        async with gateway_with(MCP_ENABLED="true", MCP_EXPOSE="true", MCP_SERVERS=f"calc={server.url}") as url:
+            await tools_of(url, 5)
+            client = sdk(url)
+            for model in ("openai/agent", "anthropic/agent"):  # translated, and native called through chat
+                params: dict[str, Any] = {
+                    "model": model,
+                    "max_tokens": 64,
+                    "messages": [{"role": "user", "content": 'call mcp_add {"a": 2, "b": 3}'}],
+                }
+                if streamed:
+                    async with client.messages.stream(**params) as stream:
+                        message = await stream.get_final_message()
+                else:
+                    message = await client.messages.create(**params)
+                assert [b.type for b in message.content] == ["text"], model
+                assert message.content[0].text == "Done: 5" and message.stop_reason == "end_turn"  # type: ignore[union-attr]
+    finally:
+        await server.stop()

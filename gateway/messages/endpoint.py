@@ -3,8 +3,9 @@ or translate.
 
 The model is named as for chat (``provider/model`` or ``?provider=``), the model policy and the
 vision gate apply as for chat. A provider whose registry entry lists ``messages`` gets the request
-natively (``native.NativeRelay``); any other gets it translated to chat and called through the
-chat runner (so MCP tools merge in as for chat), its answer translated back (``answer``, ``stream``).
+natively (``native.NativeRelay``) unless MCP tools are to be merged; any other (or that one, then)
+gets it translated to chat and called through the chat runner, so MCP tools merge in as for chat,
+its answer translated back (``answer``, ``stream``).
 """
 
 from __future__ import annotations
@@ -69,11 +70,13 @@ class MessagesEndpoint:
                 code="vision_disabled",
             )
         stream = parsed.get("stream") is True
-        if provider.serves("messages"):
+        runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
+        # With MCP tools to merge, even a native provider is called through chat (its adapter
+        # translates back to Messages): the gateway's tool loop works on chat requests.
+        if provider.serves("messages") and isinstance(runner, Direct):
             return await self.native.send(request, body, provider, model, "", stream=stream, named=parsed["model"])
         chat = ChatRequest(to_chat(parsed, provider, model), model, stream=stream)
         adapter = self.adapters[provider.id]
-        runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner
         if stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
             exchange.stream_started()
