@@ -39,6 +39,8 @@ __all__ = ["app_from_environment", "create_app"]
 log = logging.getLogger("polyrelay")
 
 _HEALTHY = b'{"message":"OK"}'
+# What Anthropic's SDK sends from a browser (its key, its API version and betas), for CORS.
+ANTHROPIC_HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta")
 
 
 async def health(request: Request) -> Response:
@@ -115,7 +117,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", settings.routing_header_name],
+                allow_headers=["Authorization", "Content-Type", settings.routing_header_name, *ANTHROPIC_HEADERS],
                 max_age=600,
             )
         )
