@@ -21,6 +21,7 @@ from anthropic._constants import ANTHROPIC_API_VERSION
 from anthropic.types import Message, RawMessageStreamEvent
 
 from gateway.messages.native import with_model
+from providers.registry import load_registry
 
 from .conftest import GatewayFactory
 from .fakes import PROTOCOLS, FakeProviders, fake_key
@@ -651,3 +652,20 @@ async def test_mcp_tools_run_for_messages(gateway_with: GatewayFactory, streamed
                 assert message.content[0].text == "Done: 5" and message.stop_reason == "end_turn"  # type: ignore[union-attr]
     finally:
         await server.stop()
+
+
+# -- every registry entry ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pid", list(load_registry()))
+async def test_every_provider_answers_messages(pid: str, claude: anthropic.AsyncAnthropic, fake: FakeProviders) -> None:
+    ping = [{"role": "user", "content": "ping"}]
+    message = await claude.messages.create(model=f"{pid}/model-a", max_tokens=16, messages=ping)
+    assert message.content[0].type == "text" and message.content[0].text == "You said: ping"
+    sent = fake.last_post(pid)
+    assert sent.json.get("model") == "model-a" or "/model-a:" in sent.path
+    async with claude.messages.stream(model=f"{pid}/model-a", max_tokens=16, messages=ping) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].type == "text" and final.content[0].text == "You said: ping"
+    for param in fake.registry[pid].drop_params:
+        assert param not in fake.last_post(pid).json
