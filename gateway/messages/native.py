@@ -47,6 +47,7 @@ _NO_CACHE = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
 # JSON tokens that change the depth, and strings (skipped whole, however long: a base64 image is
 # one match), the value after a key.
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]')
+_KEY_BEFORE = re.compile(rb'"model"\s*:\s*\Z')
 _VALUE = re.compile(rb'\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")')
 _USAGE_FIELD = re.compile(
     rb'"(input_tokens|output_tokens|cache_read_input_tokens|cache_creation_input_tokens)"\s*:\s*(\d+)'
@@ -56,13 +57,15 @@ _USAGE_SPAN = 1024  # bytes after a "usage" key where its counts are
 
 def with_model(body: bytes, model: str, named: str) -> bytes:
     """``body`` with its top-level ``model`` string (``named``) replaced by ``model``, every other
-    byte as it was. Outside strings (where quotes are escaped) the bytes ``"model": "<named>"`` are
-    a key and its value: when they occur once, they are the top-level ones (which exist) and one
-    search finds them; else the body's tokens are walked to the key at depth 1."""
+    byte as it was. Outside strings (where quotes are escaped) the bytes ``"<named>"`` after
+    ``"model":`` are a key's value: when they occur once in the body, they are the top-level
+    model's (which exists), found by one byte search; else the body's tokens are walked to the key
+    at depth 1."""
     quoted = orjson.dumps(named)
-    found = list(re.finditer(rb'"model"\s*:\s*(' + re.escape(quoted) + rb")", body))
-    if len(found) == 1:
-        return body[: found[0].start(1)] + orjson.dumps(model) + body[found[0].end(1) :]
+    if body.count(quoted) == 1:
+        at = body.find(quoted)
+        if _KEY_BEFORE.search(body, max(at - 64, 0), at) is not None:
+            return _spliced(body, at, at + len(quoted), model)
     depth = 0
     for match in _TOKEN.finditer(body):
         first = body[match.start()]
@@ -73,8 +76,14 @@ def with_model(body: bytes, model: str, named: str) -> bytes:
         elif depth == 1 and match.group() == b'"model"':
             value = _VALUE.match(body, match.end())
             if value is not None:
-                return body[: value.start(1)] + orjson.dumps(model) + body[value.end(1) :]
+                return _spliced(body, value.start(1), value.end(1), model)
     return body  # parse() saw a model: unreachable, but the body is then sent as it is
+
+
+def _spliced(body: bytes, start: int, end: int, model: str) -> bytes:
+    """``body`` with ``model`` (as a JSON string) in place of its bytes ``start:end``: one copy."""
+    view = memoryview(body)
+    return b"".join((view[:start], orjson.dumps(model), view[end:]))
 
 
 def _usage_after(data: bytes, at: int) -> dict[str, int]:
