@@ -669,3 +669,8 @@ async def test_every_provider_answers_messages(pid: str, claude: anthropic.Async
     assert final.content[0].type == "text" and final.content[0].text == "You said: ping"
     for param in fake.registry[pid].drop_params:
         assert param not in fake.last_post(pid).json
+
+
+async def test_tool_choice_without_tools_is_not_sent(claude: anthropic.AsyncAnthropic, fake: FakeProviders) -> None:
+    await claude.messages.create(model="openai/echo", max_tokens=5, messages=HI, tool_choice={"type": "none"})
+    assert not {"tool_choice", "tools", "parallel_tool_calls"} & set(fake.last_post("openai").json)

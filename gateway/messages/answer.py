@@ -100,8 +100,11 @@ def to_message(completion: Any) -> dict[str, Any]:
     if isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = message.get("content")
+    refusal = message.get("refusal")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
+    elif isinstance(refusal, str) and refusal:  # OpenAI's refusal, said where Anthropic says one
+        content.append({"type": "text", "text": refusal})
     calls: list[Any] = message["tool_calls"] if isinstance(message.get("tool_calls"), list) else []
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
@@ -117,6 +120,8 @@ def to_message(completion: Any) -> dict[str, Any]:
     reason = STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn")
     if calls and reason == "end_turn":  # some providers finish a turn of calls with "stop"
         reason = "tool_use"
+    elif isinstance(refusal, str) and refusal and not text:
+        reason = "refusal"
     return {
         "id": message_id(completion.get("id")),
         "type": "message",

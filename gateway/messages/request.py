@@ -329,8 +329,10 @@ def _tool_choice(choice: Any, payload: dict[str, Any]) -> None:
         translated = {"type": "function", "function": {"name": choice["name"]}}  # type: ignore[index]
     else:
         raise InvalidRequest("tool_choice: must be auto, any, none, or tool with a name.", param="tool_choice")
+    if not payload.get("tools"):
+        return  # OpenAI refuses a tool_choice without tools; with none offered, none is called anyway
     payload["tool_choice"] = translated
-    if choice.get("disable_parallel_tool_use") is True and payload.get("tools"):  # type: ignore[union-attr]
+    if choice.get("disable_parallel_tool_use") is True:  # type: ignore[union-attr]
         payload["parallel_tool_calls"] = False
 
 
