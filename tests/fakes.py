@@ -8,6 +8,7 @@ What a chat answer does is chosen by the requested model name:
 
     echo               "You said: <last user text>" (the default for any other name)
     tool               a call to the first tool offered, arguments {"city": "Paris"}
+    refusal            a refusal ("refusal" instead of "content", streamed as refusal deltas)
     error-<status>     an OpenAI-style error answer with that status (429 adds Retry-After)
     slow               waits 5 s before answering
     broken-stream      two chunks, then the connection is cut
@@ -397,6 +398,8 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
             ]
             return {"role": "assistant", "content": None, "tool_calls": tool_calls}
         return {"role": "assistant", "content": text}
+    if model == "refusal":  # OpenAI's structured refusal: no content, the reason in "refusal"
+        return {"role": "assistant", "content": None, "refusal": "I cannot help with that."}
     if model == "tool" and payload.get("tools"):
         name = payload["tools"][0]["function"]["name"]
         call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
@@ -446,8 +449,9 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
                 out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
     else:
-        words = message["content"].split(" ")
-        out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        field = "refusal" if message.get("refusal") else "content"
+        words = message[field].split(" ")
+        out += [chunk({field: w if i == 0 else " " + w}) for i, w in enumerate(words)]
         out.append(chunk({}, "stop"))
     if include_usage:
         out.append(

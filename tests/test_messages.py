@@ -674,3 +674,12 @@ async def test_every_provider_answers_messages(pid: str, claude: anthropic.Async
 async def test_tool_choice_without_tools_is_not_sent(claude: anthropic.AsyncAnthropic, fake: FakeProviders) -> None:
     await claude.messages.create(model="openai/echo", max_tokens=5, messages=HI, tool_choice={"type": "none"})
     assert not {"tool_choice", "tools", "parallel_tool_calls"} & set(fake.last_post("openai").json)
+
+
+async def test_a_refusal_is_the_text_with_stop_reason_refusal(claude: anthropic.AsyncAnthropic) -> None:
+    message = await claude.messages.create(model="openai/refusal", max_tokens=5, messages=HI)
+    async with claude.messages.stream(model="openai/refusal", max_tokens=5, messages=HI) as stream:
+        final = await stream.get_final_message()
+    for answer in (message, final):
+        assert answer.content[0].type == "text" and answer.content[0].text == "I cannot help with that."
+        assert answer.stop_reason == "refusal"

@@ -2,7 +2,8 @@
 
     first chunk                 message_start (usage zero: OpenAI's comes at the end), ping
     reasoning_content deltas    a thinking block: content_block_start, thinking_delta...
-    content deltas              a text block: content_block_start, text_delta...
+    content (refusal) deltas    a text block: content_block_start, text_delta... (a refusal's
+                                stop_reason: refusal)
     a tool call (id, name)      a tool_use block; its argument fragments as input_json_delta
     the end of the stream       content_block_stop of the open block, message_delta (stop_reason,
                                 usage in full), message_stop
@@ -44,7 +45,7 @@ _STOP = event({"type": "message_stop"})
 class MessageStream:
     """One stream's translation state: the open block, the tool calls seen, the stop reason."""
 
-    __slots__ = ("block", "failure", "finish", "index", "model", "started", "tools", "usage")
+    __slots__ = ("block", "failure", "finish", "index", "model", "refused", "started", "tools", "usage")
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -53,6 +54,7 @@ class MessageStream:
         self.block: str | None = None  # its kind: text, thinking, tool_use; None when none is open
         self.tools: dict[int, int] = {}  # OpenAI tool call index -> its block's index
         self.finish: str | None = None
+        self.refused = False
         self.usage: dict[str, Any] | None = None
         self.failure: UpstreamStatusError | None = None  # the provider's in-stream error, once it came
 
@@ -81,6 +83,8 @@ class MessageStream:
         reason = STOP_REASONS.get(self.finish or "stop", "end_turn")
         if self.tools and reason == "end_turn":
             reason = "tool_use"
+        elif self.refused and reason == "end_turn":
+            reason = "refusal"
         delta = {"stop_reason": reason, "stop_sequence": None}
         out.append(event({"type": "message_delta", "delta": delta, "usage": anthropic_usage(self.usage)}))
         out.append(_STOP)
@@ -135,6 +139,9 @@ class MessageStream:
             self._open(out, "thinking", {"type": "thinking", "thinking": "", "signature": ""})
             out.append(self._delta_event({"type": "thinking_delta", "thinking": reasoning}))
         text = delta.get("content")
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:  # OpenAI's refusal, told as the text it is
+            text, self.refused = refusal, True
         if isinstance(text, str) and text:
             self._open(out, "text", {"type": "text", "text": ""})
             out.append(self._delta_event({"type": "text_delta", "text": text}))
