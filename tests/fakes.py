@@ -9,6 +9,8 @@ What a chat answer does is chosen by the requested model name:
     echo               "You said: <last user text>" (the default for any other name)
     tool               a call to the first tool offered, arguments {"city": "Paris"}
     refusal            a refusal ("refusal" instead of "content", streamed as refusal deltas)
+    stop-sequence      the echo cut before the first of the request's stop sequences it holds,
+                       which the choice's stop_reason names (as vLLM does)
     error-<status>     an OpenAI-style error answer with that status (429 adds Retry-After)
     slow               waits 5 s before answering
     broken-stream      two chunks, then the connection is cut
@@ -183,17 +185,24 @@ class FakeProviders:
         message = _answer(model, payload)
         if model == "leak":
             message = {"role": "assistant", "content": f"Your key is {said}"}
+        stopped = _stop_matched(model, payload, message)
         if not payload.get("stream"):
-            return web.json_response(_completion(model, message), headers={"X-Seen-Key": said})
-        return await self._stream(request, model, message, payload)
+            return web.json_response(_completion(model, message, stopped), headers={"X-Seen-Key": said})
+        return await self._stream(request, model, message, payload, stopped)
 
     async def _stream(
-        self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]
+        self,
+        request: web.Request,
+        model: str,
+        message: dict[str, Any],
+        payload: dict[str, Any],
+        stopped: str | None = None,
     ) -> web.StreamResponse:
         said = received_credential(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Seen-Key": said})
         await response.prepare(request)
-        chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+        usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        chunks = _chunks(model, message, include_usage=usage, stopped=stopped)
         key = received_key(request) if model.startswith("leak") else None
         for index, chunk in enumerate(chunks):
             # Some providers write "data:" with no space after the colon, which SSE allows.
@@ -214,6 +223,20 @@ class FakeProviders:
         if model == "late-eof":  # the body's end arrives well after [DONE], in a packet of its own
             await asyncio.sleep(0.05)
         return response
+
+
+def _stop_matched(model: str, payload: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """The stop-sequence scenario, as vLLM answers: the text cut before the first stop sequence it
+    holds, which the choice's ``stop_reason`` names."""
+    stop = payload.get("stop")
+    content = message.get("content")
+    if model != "stop-sequence" or not isinstance(stop, list) or not isinstance(content, str):
+        return None
+    for sequence in stop:
+        if sequence in content:
+            message["content"] = content.split(sequence, 1)[0]
+            return str(sequence)
+    return None
 
 
 def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
@@ -410,20 +433,27 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
-def _completion(model: str, message: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, message: dict[str, Any], stopped: str | None = None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                **({"stop_reason": stopped} if stopped else {}),
+            }
         ],
         "usage": USAGE,
     }
 
 
-def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+def _chunks(
+    model: str, message: dict[str, Any], *, include_usage: bool, stopped: str | None = None
+) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": "chatcmpl-fake",
@@ -453,6 +483,8 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
         words = message[field].split(" ")
         out += [chunk({field: w if i == 0 else " " + w}) for i, w in enumerate(words)]
         out.append(chunk({}, "stop"))
+        if stopped:
+            out[-1]["choices"][0]["stop_reason"] = stopped
     if include_usage:
         out.append(
             {

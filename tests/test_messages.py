@@ -683,3 +683,26 @@ async def test_a_refusal_is_the_text_with_stop_reason_refusal(claude: anthropic.
     for answer in (message, final):
         assert answer.content[0].type == "text" and answer.content[0].text == "I cannot help with that."
         assert answer.stop_reason == "refusal"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_the_stop_sequence_that_matched(claude: anthropic.AsyncAnthropic, streamed: bool) -> None:
+    """Where the provider names it (vLLM's stop_reason), the stop sequence is reported; else end_turn."""
+    for model, reason, sequence in (
+        ("openai/stop-sequence", "stop_sequence", " there"),
+        ("openai/echo", "end_turn", None),
+    ):
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hello there friend"}],
+            "stop_sequences": ["zzz", " there"],
+        }
+        if streamed:
+            async with claude.messages.stream(**params) as stream:
+                message = await stream.get_final_message()
+        else:
+            message = await claude.messages.create(**params)
+        assert (message.stop_reason, message.stop_sequence) == (reason, sequence)
+        if sequence:
+            assert message.content[0].type == "text" and message.content[0].text == "You said: hello"

@@ -21,7 +21,15 @@ from providers.errors import UpstreamInvalidAnswer
 
 from ..telemetry.usage import Usage
 
-__all__ = ["STOP_REASONS", "anthropic_usage", "message_id", "telemetry_usage", "to_message", "tool_input"]
+__all__ = [
+    "STOP_REASONS",
+    "anthropic_usage",
+    "matched_stop",
+    "message_id",
+    "telemetry_usage",
+    "to_message",
+    "tool_input",
+]
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -89,7 +97,17 @@ def telemetry_usage(usage: dict[str, Any], model: str | None = None, response_id
     )
 
 
-def to_message(completion: Any) -> dict[str, Any]:
+def matched_stop(choice: dict[str, Any], stop_sequences: Any) -> str | None:
+    """The stop sequence that ended the answer, where the provider says which: vLLM's
+    ``stop_reason`` and SGLang's ``matched_stop`` name it (OpenAI's API does not)."""
+    for key in ("stop_reason", "matched_stop"):
+        matched = choice.get(key)
+        if isinstance(matched, str) and isinstance(stop_sequences, list) and matched in stop_sequences:
+            return matched
+    return None
+
+
+def to_message(completion: Any, stop_sequences: Any = None) -> dict[str, Any]:
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamInvalidAnswer("The provider's answer holds no choice to translate into a message.")
@@ -122,13 +140,14 @@ def to_message(completion: Any) -> dict[str, Any]:
         reason = "tool_use"
     elif isinstance(refusal, str) and refusal and not text:
         reason = "refusal"
+    matched = matched_stop(choice, stop_sequences) if reason == "end_turn" else None
     return {
         "id": message_id(completion.get("id")),
         "type": "message",
         "role": "assistant",
         "model": str(completion.get("model") or ""),
         "content": content,
-        "stop_reason": reason,
-        "stop_sequence": None,
+        "stop_reason": "stop_sequence" if matched else reason,
+        "stop_sequence": matched,
         "usage": anthropic_usage(completion.get("usage")),
     }

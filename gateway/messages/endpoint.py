@@ -80,7 +80,7 @@ class MessagesEndpoint:
         if stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
             exchange.stream_started()
-            translated = _translated(events, MessageStream(model), exchange)
+            translated = _translated(events, MessageStream(model, parsed.get("stop_sequences")), exchange)
 
             async def close() -> None:
                 try:
@@ -91,7 +91,8 @@ class MessagesEndpoint:
             return RelayResponse(translated, close=close, headers=SSE_HEADERS, on_error=anthropic_error_event)
         answer = await until_disconnect(request, runner.chat(adapter, chat))
         exchange.answered(answer)  # OpenAI's usage, read by telemetry as for chat
-        return Response(orjson.dumps(to_message(orjson.loads(answer))), media_type="application/json")
+        message = to_message(orjson.loads(answer), parsed.get("stop_sequences"))
+        return Response(orjson.dumps(message), media_type="application/json")
 
     async def count_tokens(self, request: Request) -> Response | RelayResponse:
         body, parsed, provider, model = await self._routed(request, count_only=True)

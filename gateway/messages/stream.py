@@ -13,7 +13,7 @@ One block is open at a time, as Anthropic streams them; a block ends when anothe
 The gateway's own MCP tool calls and results (``mcp_tool_call`` deltas) are not shown: the client
 sees the model's text around them, as it would from a model that ran the tools itself.
 
-    translator = MessageStream(message_id, model)
+    translator = MessageStream(model, request.get("stop_sequences"))
     async for chunk in openai_events: out = translator.feed(chunk)
     out = translator.end()
 """
@@ -28,7 +28,7 @@ from providers.errors import UpstreamStatusError
 from providers.sse import parse_event
 
 from ..telemetry.usage import Usage
-from .answer import STOP_REASONS, anthropic_usage, message_id, telemetry_usage
+from .answer import STOP_REASONS, anthropic_usage, matched_stop, message_id, telemetry_usage
 
 __all__ = ["MessageStream", "event"]
 
@@ -45,10 +45,24 @@ _STOP = event({"type": "message_stop"})
 class MessageStream:
     """One stream's translation state: the open block, the tool calls seen, the stop reason."""
 
-    __slots__ = ("block", "failure", "finish", "index", "model", "refused", "started", "tools", "usage")
+    __slots__ = (
+        "block",
+        "failure",
+        "finish",
+        "index",
+        "matched",
+        "model",
+        "refused",
+        "started",
+        "stop_sequences",
+        "tools",
+        "usage",
+    )
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, stop_sequences: Any = None) -> None:
         self.model = model
+        self.stop_sequences = stop_sequences
+        self.matched: str | None = None  # the stop sequence the provider said ended the answer
         self.started = False
         self.index = -1  # of the open block (or of the last one)
         self.block: str | None = None  # its kind: text, thinking, tool_use; None when none is open
@@ -85,7 +99,8 @@ class MessageStream:
             reason = "tool_use"
         elif self.refused and reason == "end_turn":
             reason = "refusal"
-        delta = {"stop_reason": reason, "stop_sequence": None}
+        matched = self.matched if reason == "end_turn" else None
+        delta = {"stop_reason": "stop_sequence" if matched else reason, "stop_sequence": matched}
         out.append(event({"type": "message_delta", "delta": delta, "usage": anthropic_usage(self.usage)}))
         out.append(_STOP)
         return b"".join(out)
@@ -132,6 +147,7 @@ class MessageStream:
                 self._delta(delta, out)
             if choice.get("finish_reason"):
                 self.finish = str(choice["finish_reason"])
+                self.matched = matched_stop(choice, self.stop_sequences)
 
     def _delta(self, delta: dict[str, Any], out: list[bytes]) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
