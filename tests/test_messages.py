@@ -594,6 +594,7 @@ async def test_usage_is_reported_to_telemetry(
         after = await until(port, DURATION, 1, **series)
     for kind in ("input", "output", "cache_read", "cache_write"):
         assert after.value(TOKENS, gen_ai_token_type=kind, **series) == expected.get(kind, 0), kind
+    assert after.value(DURATION, gen_ai_response_model="cached-model", **series) == 1  # the answer's model
 
 
 async def test_gateway_502_and_504_are_anthropic_errors(gateway_with: GatewayFactory) -> None:

@@ -128,3 +128,4 @@ async def _translated(events: Events, translator: MessageStream, exchange: Excha
             raise translator.failure  # the relay ends the stream with Anthropic's error event
     yield translator.end()
     exchange.usage = translator.telemetry()
+    exchange.response_model = translator.model

@@ -53,6 +53,13 @@ _USAGE_FIELD = re.compile(
     rb'"(input_tokens|output_tokens|cache_read_input_tokens|cache_creation_input_tokens)"\s*:\s*(\d+)'
 )
 _USAGE_SPAN = 1024  # bytes after a "usage" key where its counts are
+# A Message names its model before its content (where a tool's input could hold such a key).
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
+
+
+def _model_of(data: bytes) -> str | None:
+    found = _MODEL.search(data)
+    return None if found is None else found.group(1).decode("utf-8", "replace")
 
 
 def with_model(body: bytes, model: str, named: str) -> bytes:
@@ -126,6 +133,7 @@ class NativeRelay:
                 return _refusal(provider, upstream, answer, returned, exchange)
             if path == "":
                 exchange.usage = telemetry_usage(answer_usage(answer))
+                exchange.response_model = _model_of(answer)
             return Response(answer, status_code=upstream.status, headers=_str(returned), media_type="application/json")
         exchange.stream_started()
         return RelayResponse(
@@ -178,6 +186,8 @@ async def _watched(upstream: UpstreamResponse, exchange: Exchange, max_event_siz
             continue
         for event in events:
             head = event[:32]
+            if b"message_start" in head:
+                exchange.response_model = _model_of(event)
             if b"message_start" in head or b"message_delta" in head:
                 at = event.find(b'"usage"')
                 if at >= 0:
