@@ -30,6 +30,7 @@ from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
 from .mcp import MCP
+from .messages import MessagesEndpoint, NativeRelay
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
@@ -46,6 +47,8 @@ log = logging.getLogger("polyrelay")
 
 _HEALTHY = b'{"message":"OK"}'
 _CONVERTED = re.compile(r"{(\w+):\w+}")
+# What Anthropic's SDK sends from a browser (its key, its API version and betas), for CORS.
+ANTHROPIC_HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta")
 
 
 async def health(request: Request) -> Response:
@@ -104,6 +107,24 @@ def create_app(settings: Settings) -> Starlette:
     routes.append(Route("/v1/models/{model:path}", models.retrieve, methods=["GET"]))
     routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy)
     # --
+    # Anthropic's Messages API, relayed natively or translated to chat for every provider.
+    messages = MessagesEndpoint(
+        settings,
+        telemetry.wrap_adapters(adapters),
+        policy,
+        mcp.runner,
+        NativeRelay(telemetry.wrap_client(http), adapters, options.timeouts),
+    )
+    routes += [
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+    ]
+    if settings.routing_strategy == "path":  # ANTHROPIC_BASE_URL=http://gateway/<model> in Claude Code
+        routes += [
+            Route("/{model:path}/v1/messages", messages.create, methods=["POST"]),
+            Route("/{model:path}/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        ]
+
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
@@ -119,7 +140,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", settings.routing_header_name],
+                allow_headers=["Authorization", "Content-Type", settings.routing_header_name, *ANTHROPIC_HEADERS],
                 max_age=600,
             )
         )

@@ -9,6 +9,9 @@ What a chat answer does is chosen by the requested model name:
 
     echo               "You said: <last user text>" (the default for any other name)
     tool               a call to the first tool offered, arguments {"city": "Paris"}
+    refusal            a refusal ("refusal" instead of "content", streamed as refusal deltas)
+    stop-sequence      the echo cut before the first of the request's stop sequences it holds,
+                       which the choice's stop_reason names (as vLLM does)
     error-<status>     an OpenAI-style error answer with that status (429 adds Retry-After)
     slow               waits 5 s before answering
     broken-stream      two chunks, then the connection is cut
@@ -37,6 +40,7 @@ from urllib.parse import urlsplit
 import openai
 import orjson
 from aiohttp import web
+from anthropic._constants import ANTHROPIC_API_VERSION
 
 from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
@@ -203,17 +207,24 @@ class FakeProviders:
         message = _answer(model, payload)
         if model == "leak":
             message = {"role": "assistant", "content": f"Your key is {said}"}
+        stopped = _stop_matched(model, payload, message)
         if not payload.get("stream"):
-            return web.json_response(_completion(model, message), headers={"X-Seen-Key": said})
-        return await self._stream(request, model, message, payload)
+            return web.json_response(_completion(model, message, stopped), headers={"X-Seen-Key": said})
+        return await self._stream(request, model, message, payload, stopped)
 
     async def _stream(
-        self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]
+        self,
+        request: web.Request,
+        model: str,
+        message: dict[str, Any],
+        payload: dict[str, Any],
+        stopped: str | None = None,
     ) -> web.StreamResponse:
         said = received_credential(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Seen-Key": said})
         await response.prepare(request)
-        chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+        usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        chunks = _chunks(model, message, include_usage=usage, stopped=stopped)
         key = received_key(request) if model.startswith("leak") else None
         for index, chunk in enumerate(chunks):
             # Some providers write "data:" with no space after the colon, which SSE allows.
@@ -241,6 +252,20 @@ def _endpoint_at(spec: ProviderSpec, local: str | None) -> str | None:
     return next((name for name, path in spec.endpoints.items() if path == local), None)
 
 
+def _stop_matched(model: str, payload: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """The stop-sequence scenario, as vLLM answers: the text cut before the first stop sequence it
+    holds, which the choice's ``stop_reason`` names."""
+    stop = payload.get("stop")
+    content = message.get("content")
+    if model != "stop-sequence" or not isinstance(stop, list) or not isinstance(content, str):
+        return None
+    for sequence in stop:
+        if sequence in content:
+            message["content"] = content.split(sequence, 1)[0]
+            return str(sequence)
+    return None
+
+
 def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
     key = fake_key(spec.id)
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
@@ -250,9 +275,14 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     if spec.auth not in ("bearer", "none") and key not in (request.headers.get(spec.auth), query_key):
         return _error(401, f"missing or wrong {spec.auth}")
     for name, value in spec.headers.items():
-        if request.headers.get(name) != value:
+        if request.headers.get(name) not in VERSIONS.get(name, {value}):
             return _error(400, f"missing header {name}")
     return None
+
+
+# The API versions a provider accepts in a header the registry fixes; a caller may send its own
+# (Anthropic's: the two it publishes, and the one this SDK sends), any other is refused.
+VERSIONS = {"anthropic-version": {"2023-01-01", "2023-06-01", ANTHROPIC_API_VERSION}}
 
 
 # Tool-call ids the providers refuse, written out here (not read from the registry) so a wrong
@@ -418,6 +448,8 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
             ]
             return {"role": "assistant", "content": None, "tool_calls": tool_calls}
         return {"role": "assistant", "content": text}
+    if model == "refusal":  # OpenAI's structured refusal: no content, the reason in "refusal"
+        return {"role": "assistant", "content": None, "refusal": "I cannot help with that."}
     if model == "tool" and payload.get("tools"):
         name = payload["tools"][0]["function"]["name"]
         call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
@@ -428,20 +460,27 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
-def _completion(model: str, message: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, message: dict[str, Any], stopped: str | None = None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                **({"stop_reason": stopped} if stopped else {}),
+            }
         ],
         "usage": USAGE,
     }
 
 
-def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+def _chunks(
+    model: str, message: dict[str, Any], *, include_usage: bool, stopped: str | None = None
+) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": "chatcmpl-fake",
@@ -467,9 +506,12 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
                 out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
     else:
-        words = message["content"].split(" ")
-        out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        field = "refusal" if message.get("refusal") else "content"
+        words = message[field].split(" ")
+        out += [chunk({field: w if i == 0 else " " + w}) for i, w in enumerate(words)]
         out.append(chunk({}, "stop"))
+        if stopped:
+            out[-1]["choices"][0]["stop_reason"] = stopped
     if include_usage:
         out.append(
             {

@@ -11,6 +11,7 @@ published examples. Each validates the request it gets against the provider's of
     thinking          reasoning first, then the echo
     refusal, long     (Anthropic) the echo, stopped for refusal / max_tokens
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
+    hang              (Anthropic) a stream's first event, then silence until the client leaves
     blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
     midstream-error   (Gemini) a stream that starts, then carries an error event
     leak              the echo replaced by "Your key is <the credential received>", a stream writing
@@ -124,6 +125,7 @@ class Anthropic:
         self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream", *self.SAMPLING}
         self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
         self.sampling = pydantic.TypeAdapter(dict[str, float])
+        self.disconnects: list[str] = []  # models whose stream lost its client (the hang scenario)
 
     SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -243,7 +245,26 @@ class Anthropic:
             blocks.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "sig"})
         return blocks, "end_turn"
 
+    def count_tokens(self, raw: bytes) -> web.Response:
+        """``POST /v1/messages/count_tokens``: checked with ``MessageCountTokensParams``; counts one
+        token per 4 bytes of the body, plus 100 (so no estimate of the gateway's matches it by chance)."""
+        from anthropic.types import MessageCountTokensParams
+
+        body = orjson.loads(raw)
+        fields = set(MessageCountTokensParams.__annotations__)
+        if set(body) - fields:
+            return self.error(400, f"{sorted(set(body) - fields)[0]}: Extra inputs are not permitted")
+        try:
+            force(pydantic.TypeAdapter(MessageCountTokensParams).validate_python(body))
+        except pydantic.ValidationError as exc:
+            return self.error(422, f"request does not match the Anthropic SDK types: {exc}")
+        if str(body["model"]).startswith("error-"):
+            return self.error(int(body["model"].removeprefix("error-")), f"fake anthropic refused with {body['model']}")
+        return web.json_response({"input_tokens": 100 + len(raw) // 4})
+
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        if path == "/v1/messages/count_tokens" and request.method == "POST":
+            return self.count_tokens(raw)
         if path != "/v1/messages" or request.method != "POST":
             return None
         body = orjson.loads(raw)
@@ -277,11 +298,25 @@ class Anthropic:
         if not body.get("stream"):
             return web.json_response(message)
         events = self.events(message)
+        if model == "hang":
+            return await self.hang(request, next(events), model)
         if model in ("overloaded-stream", "leak-error"):
             said = f"Overloaded, key {said}" if model == "leak-error" else "Overloaded"
             error = {"type": "error", "error": {"type": "overloaded_error", "message": said}}
             events = iter([next(events), b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"])
         return await sse(request, events, cut=model == "cut", split=received_key(request))
+
+    async def hang(self, request: web.Request, first: bytes, model: str) -> web.StreamResponse:
+        """The stream's first event, then silence until the client leaves (which is recorded)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(first)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.disconnects.append(model)
+            raise
+        return response
 
     def events(self, message: dict[str, Any]) -> Iterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:
@@ -306,7 +341,7 @@ class Anthropic:
                     {
                         "type": "content_block_start",
                         "index": index,
-                        "content_block": {"type": "thinking", "thinking": ""},
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
                     }
                 )
                 yield event(
