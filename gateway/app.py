@@ -29,6 +29,7 @@ from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .readiness import Readiness
+from .responses import ResponsesEndpoint
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -81,6 +82,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/mcp/tools", mcp.list_tools, methods=["GET"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+    # -- POST /v1/responses: relayed to providers that serve it, translated through chat for the rest.
+    responses = ResponsesEndpoint(
+        settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
+    )
+    routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
+    # -- end of /v1/responses
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))

@@ -40,11 +40,13 @@ from aiohttp import web
 from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
 
+from .fake_responses import OpenAIResponses
 from .native_fake_cohere import Cohere
 from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
 # The native protocol each translating adapter speaks, by the registry's adapter name.
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
+RESPONSES = OpenAIResponses()  # /responses, for the entries that list it
 
 ACCOUNT = "acct-123"
 
@@ -151,6 +153,8 @@ class FakeProviders:
             answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
             if answer is not None:
                 return answer
+        elif local is not None and local == spec.endpoints.get("responses") and request.method == "POST":
+            return await RESPONSES.handle(request, body)
         elif local == spec.chat_path and request.method == "POST":
             payload = orjson.loads(body)
             if (refused := _refused_tool_call_ids(spec.id, payload)) is not None:
