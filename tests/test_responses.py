@@ -18,6 +18,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from .conftest import GatewayFactory
 from .fake_responses import ARGUMENTS
 from .fakes import RESPONSES, FakeProviders, fake_key
+from .test_metrics import TOKENS, free_port, until
 
 RELAYED = ["openai"]
 TRANSLATED = ["groq", "google", "anthropic"]
@@ -393,3 +394,23 @@ async def test_arguments_stream_as_deltas(gateway: str) -> None:
     assert len(deltas) > 1 and orjson.loads("".join(deltas)) == orjson.loads(ARGUMENTS)
     done = next(e for e in sent if e.type == "response.function_call_arguments.done")
     assert orjson.loads(done.arguments) == {"city": "Paris"}
+
+
+@pytest.mark.parametrize(("pid", "tokens"), [("openai", (13, 6)), ("groq", (11, 7)), ("anthropic", (11, 7))])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_telemetry_counts_a_responses_call_as_chat_with_its_usage(
+    gateway_with: GatewayFactory, pid: str, tokens: tuple[int, int], streamed: bool
+) -> None:
+    port = free_port()
+    model = f"metered-{'stream' if streamed else 'json'}"
+    series = {"gen_ai_provider_name": pid, "gen_ai_request_model": model, "gen_ai_operation_name": "chat"}
+    async with gateway_with(TELEMETRY_ENABLED="true", TELEMETRY_METRICS_PORT=str(port)) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        if streamed:
+            async with client.responses.stream(model=f"{pid}/{model}", input="hi") as stream:
+                await stream.get_final_response()
+        else:
+            await client.responses.create(model=f"{pid}/{model}", input="hi")
+        after = await until(port, "gen_ai_server_request_duration_seconds_count", 1, **series)
+    assert after.value(TOKENS, gen_ai_token_type="input", **series) == tokens[0]
+    assert after.value(TOKENS, gen_ai_token_type="output", **series) == tokens[1]
