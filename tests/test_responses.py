@@ -414,3 +414,19 @@ async def test_telemetry_counts_a_responses_call_as_chat_with_its_usage(
         after = await until(port, "gen_ai_server_request_duration_seconds_count", 1, **series)
     assert after.value(TOKENS, gen_ai_token_type="input", **series) == tokens[0]
     assert after.value(TOKENS, gen_ai_token_type="output", **series) == tokens[1]
+
+
+async def test_model_policy_and_routing_apply_as_for_chat(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
+    async with gateway_with(DISALLOWED_MODELS="groq/echo, openai/echo") as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        for model in ("groq/echo", "openai/echo"):
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.responses.create(model=model, input="hi")
+        answer = await client.responses.create(model="echo-2", input="hi", extra_query={"provider": "groq"})
+        assert answer.output_text == "You said: hi" and fake.last_post("groq").json["model"] == "echo-2"
+    async with gateway_with(ROUTING_STRATEGY="header", ROUTING_HEADER_NAME="X-Model") as url:
+        routed = openai.AsyncOpenAI(
+            base_url=f"{url}/v1", api_key="x", max_retries=0, default_headers={"X-Model": "mistral/echo"}
+        )
+        await routed.responses.create(model="openai/echo", input="hi")
+        assert fake.last_post("mistral").json["model"] == "echo"

@@ -50,11 +50,13 @@ class ResponsesEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.relay = ResponsesRelay(http)
+        # The header routing strategy names the model outside the body, for every route it serves.
+        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        payload = _parsed(body)
+        payload = _parsed(body, request.headers.get(self.model_header) if self.model_header else None)
         provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
@@ -84,12 +86,14 @@ class ResponsesEndpoint:
         return Response(orjson.dumps(response), media_type="application/json")
 
 
-def _parsed(body: bytes) -> dict[str, Any]:
-    """The request object with a model and a boolean ``stream``; the rest is read by the relay's
-    provider or by the translation."""
+def _parsed(body: bytes, routed_model: str | None) -> dict[str, Any]:
+    """The request object with a model (the routed one wins) and a boolean ``stream``; the rest is
+    read by the relay's provider or by the translation."""
     payload = load_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if routed_model:
+        payload["model"] = routed_model
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required: a non-empty string such as openai/gpt-4o.", param="model")
