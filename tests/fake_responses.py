@@ -80,7 +80,9 @@ class OpenAIResponses:
         if model.startswith("error-"):
             status = int(model.removeprefix("error-"))
             headers = {"Retry-After": "7"} if status == 429 else None
-            return _error(status, f"fake responses refused with {status}", headers=headers)
+            # Like some real providers, the 401 quotes the key it got: the gateway must not pass it on.
+            said = f" (key {request.headers.get('Authorization', '')})" if status == 401 else ""
+            return _error(status, f"fake responses refused with {status}{said}", headers=headers)
         output = _output(model, body, received_credential(request))
         response = _response(body, model, "completed", output, USAGE)
         if not body.get("stream"):

@@ -1,5 +1,5 @@
 """``POST /v1/responses`` with the openai SDK as the client: relayed to OpenAI's fake (which serves
-the Responses API), translated through chat for an OpenAI-compatible provider without it (Groq),
+the Responses API), translated through chat for an OpenAI-compatible provider without it (DeepSeek),
 Gemini and Anthropic. Answers and events are validated with the SDK's own Responses types."""
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import pydantic
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
+from providers.registry import load_registry
+
 from .conftest import GatewayFactory
 from .fake_responses import ARGUMENTS
 from .fakes import RESPONSES, FakeProviders, fake_key
 from .test_metrics import TOKENS, free_port, until
 
-RELAYED = ["openai"]
-TRANSLATED = ["groq", "google", "anthropic"]
+RELAYED = ["openai", "groq"]
+TRANSLATED = ["deepseek", "google", "anthropic"]
 EVERY = RELAYED + TRANSLATED
 WEATHER = {
     "type": "function",
@@ -87,15 +89,15 @@ async def test_instructions_and_input_items_become_chat_messages(
     answer = await created(client, model=f"{pid}/echo", input=given, instructions="Be brief.", max_output_tokens=50)
     assert answer.output_text == "You said: How are you"
     assert answer.instructions == "Be brief." and answer.max_output_tokens == 50
-    if pid == "groq":  # its native protocol is chat: what it received is the translation itself
-        assert fake.last_post("groq").json["messages"] == [
+    if pid == "deepseek":  # its native protocol is chat: what it received is the translation itself
+        assert fake.last_post("deepseek").json["messages"] == [
             {"role": "system", "content": "Be brief."},
             {"role": "system", "content": "Answer in French."},
             {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
             {"role": "assistant", "content": "Bonjour"},
             {"role": "user", "content": [{"type": "text", "text": "How"}, {"type": "text", "text": "are you"}]},
         ]
-        assert fake.last_post("groq").json["max_tokens"] == 50
+        assert fake.last_post("deepseek").json["max_tokens"] == 50
 
 
 @pytest.mark.parametrize("pid", EVERY)
@@ -135,8 +137,8 @@ async def test_a_function_call_and_its_output_round_trip(
         {"type": "function_call_output", "call_id": calls[0].call_id, "output": "22C"},
     ]
     second = await created(client, model=f"{pid}/echo", input=history, tools=[WEATHER])
-    if pid == "groq":  # the chat fake echoes the user; what matters is the turn it received
-        messages = fake.last_post("groq").json["messages"]
+    if pid == "deepseek":  # the chat fake echoes the user; what matters is the turn it received
+        messages = fake.last_post("deepseek").json["messages"]
         assert messages[1]["tool_calls"][0]["id"] == calls[0].call_id
         assert messages[2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": "22C"}
     else:
@@ -159,7 +161,7 @@ async def test_text_format_reasoning_and_sampling_reach_chat(client: openai.Asyn
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     await created(
         client,
-        model="groq/echo",
+        model="deepseek/echo",
         input="hi",
         text={"format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}},
         reasoning={"effort": "low"},
@@ -169,7 +171,7 @@ async def test_text_format_reasoning_and_sampling_reach_chat(client: openai.Asyn
         tool_choice={"type": "function", "name": "get_weather"},
         parallel_tool_calls=False,
     )
-    sent = fake.last_post("groq").json
+    sent = fake.last_post("deepseek").json
     assert sent["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "weather", "schema": schema, "strict": True},
@@ -307,15 +309,16 @@ async def test_a_translated_call_never_carries_the_callers_credential(gateway: s
     async with httpx.AsyncClient() as http:
         answer = await http.post(
             f"{gateway}/v1/responses",
-            json={"model": "groq/echo", "input": "hi"},
+            json={"model": "deepseek/echo", "input": "hi"},
             headers={"Authorization": "Bearer caller-secret"},
         )
     assert answer.status_code == 200
-    seen = fake.last_post("groq")
-    assert seen.headers["authorization"] == f"Bearer {fake_key('groq')}" and "caller-secret" not in str(seen.headers)
+    seen = fake.last_post("deepseek")
+    assert seen.headers["authorization"] == f"Bearer {fake_key('deepseek')}"
+    assert "caller-secret" not in str(seen.headers)
 
 
-@pytest.mark.parametrize("pid", ["openai", "groq", "anthropic"])
+@pytest.mark.parametrize("pid", ["openai", "deepseek", "anthropic"])
 async def test_the_providers_key_never_reaches_the_client(gateway: str, pid: str) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.post(f"{gateway}/v1/responses", json={"model": f"{pid}/leak", "input": "hi"})
@@ -341,7 +344,7 @@ async def test_a_relayed_stream_cut_off_ends_with_an_error_event(gateway: str) -
 
 @pytest.mark.parametrize("model", ["broken-stream", "midstream-error"])
 async def test_a_translated_stream_that_fails_ends_with_response_failed(gateway: str, model: str) -> None:
-    sent = await events(gateway, {"model": f"groq/{model}", "input": "hi there you"})
+    sent = await events(gateway, {"model": f"deepseek/{model}", "input": "hi there you"})
     assert sent[0].type == "response.created" and sent[-1].type == "response.failed"
     failed = sent[-1].response
     assert failed.status == "failed" and failed.error is not None and failed.error.code == "server_error"
@@ -349,7 +352,7 @@ async def test_a_translated_stream_that_fails_ends_with_response_failed(gateway:
         assert "fake mid-stream failure" in failed.error.message
 
 
-@pytest.mark.parametrize("pid", ["openai", "groq"])
+@pytest.mark.parametrize("pid", ["openai", "deepseek"])
 async def test_a_client_that_leaves_cancels_the_upstream(gateway: str, fake: FakeProviders, pid: str) -> None:
     seen = RESPONSES.disconnects if pid == "openai" else fake.disconnects
     before = seen.count("hang")
@@ -396,7 +399,7 @@ async def test_arguments_stream_as_deltas(gateway: str) -> None:
     assert orjson.loads(done.arguments) == {"city": "Paris"}
 
 
-@pytest.mark.parametrize(("pid", "tokens"), [("openai", (13, 6)), ("groq", (11, 7)), ("anthropic", (11, 7))])
+@pytest.mark.parametrize(("pid", "tokens"), [("openai", (13, 6)), ("deepseek", (11, 7)), ("anthropic", (11, 7))])
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_telemetry_counts_a_responses_call_as_chat_with_its_usage(
     gateway_with: GatewayFactory, pid: str, tokens: tuple[int, int], streamed: bool
@@ -417,16 +420,39 @@ async def test_telemetry_counts_a_responses_call_as_chat_with_its_usage(
 
 
 async def test_model_policy_and_routing_apply_as_for_chat(gateway_with: GatewayFactory, fake: FakeProviders) -> None:
-    async with gateway_with(DISALLOWED_MODELS="groq/echo, openai/echo") as url:
+    async with gateway_with(DISALLOWED_MODELS="deepseek/echo, openai/echo") as url:
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-        for model in ("groq/echo", "openai/echo"):
+        for model in ("deepseek/echo", "openai/echo"):
             with pytest.raises(openai.PermissionDeniedError):
                 await client.responses.create(model=model, input="hi")
-        answer = await client.responses.create(model="echo-2", input="hi", extra_query={"provider": "groq"})
-        assert answer.output_text == "You said: hi" and fake.last_post("groq").json["model"] == "echo-2"
+        answer = await client.responses.create(model="echo-2", input="hi", extra_query={"provider": "deepseek"})
+        assert answer.output_text == "You said: hi" and fake.last_post("deepseek").json["model"] == "echo-2"
     async with gateway_with(ROUTING_STRATEGY="header", ROUTING_HEADER_NAME="X-Model") as url:
         routed = openai.AsyncOpenAI(
             base_url=f"{url}/v1", api_key="x", max_retries=0, default_headers={"X-Model": "mistral/echo"}
         )
         await routed.responses.create(model="openai/echo", input="hi")
         assert fake.last_post("mistral").json["model"] == "echo"
+
+
+@pytest.mark.parametrize("pid", list(load_registry()))
+async def test_every_registry_entry_answers_responses(
+    client: openai.AsyncOpenAI, fake: FakeProviders, pid: str
+) -> None:
+    """Relayed where the entry lists ``responses``, translated through chat elsewhere: the same answer."""
+    answer = await created(client, model=f"{pid}/model-a", input="ping")
+    assert answer.output_text == "You said: ping"
+    sent = fake.last_post(pid)
+    relayed = fake.registry[pid].endpoints.get("responses")
+    assert sent.path.endswith(relayed) if relayed else "input" not in sent.json
+    async with client.responses.stream(model=f"{pid}/model-a", input="ping") as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == "You said: ping"
+    # Usage comes with a relayed stream, and a translated one where the provider takes stream_options.
+    assert (final.usage is not None) is (bool(relayed) or "stream_options" not in fake.registry[pid].drop_params)
+
+
+async def test_a_key_quoted_in_a_relayed_error_is_masked(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await client.responses.create(model="openai/error-401", input="hi")
+    assert "Bearer ***" in str(refused.value.body) and fake_key("openai") not in str(refused.value.body)

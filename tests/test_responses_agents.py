@@ -20,7 +20,7 @@ def get_weather(city: str) -> str:
     return f"22C in {city}"
 
 
-@pytest.mark.parametrize("pid", ["anthropic", "groq"])
+@pytest.mark.parametrize("pid", ["anthropic", "deepseek"])
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_an_agent_completes_a_tool_loop(gateway: str, pid: str, streamed: bool) -> None:
     client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="not-checked", max_retries=0)

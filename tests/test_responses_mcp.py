@@ -11,7 +11,7 @@ from .test_mcp import gateway_mcp, servers  # noqa: F401 (fixtures)
 from .test_responses import WEATHER
 
 
-@pytest.mark.parametrize("pid", ["groq", "anthropic"])
+@pytest.mark.parametrize("pid", ["deepseek", "anthropic"])
 async def test_mcp_tools_run_for_a_translated_response(gateway_mcp: str, pid: str) -> None:  # noqa: F811
     client = openai.AsyncOpenAI(base_url=f"{gateway_mcp}/v1", api_key="x", max_retries=0)
     prompt = 'call mcp_add {"a": 2, "b": 3}'
@@ -24,6 +24,6 @@ async def test_mcp_tools_run_for_a_translated_response(gateway_mcp: str, pid: st
 
 async def test_the_clients_tools_come_first(gateway_mcp: str, fake: FakeProviders) -> None:  # noqa: F811
     client = openai.AsyncOpenAI(base_url=f"{gateway_mcp}/v1", api_key="x", max_retries=0)
-    await client.responses.create(model="groq/echo", input="hi", tools=[WEATHER])  # type: ignore[list-item]
-    names = [t["function"]["name"] for t in fake.last_post("groq").json["tools"]]
+    await client.responses.create(model="deepseek/echo", input="hi", tools=[WEATHER])  # type: ignore[list-item]
+    names = [t["function"]["name"] for t in fake.last_post("deepseek").json["tools"]]
     assert names[0] == "get_weather" and "mcp_add" in names

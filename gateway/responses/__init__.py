@@ -2,8 +2,9 @@
 
     endpoint   the route: parse, route (``provider/model`` or ``?provider=``), authorize, then
                relay or translate
-    relay      providers whose registry entry lists ``responses`` (OpenAI): the request relayed
-               with the provider's model name and credential, the answer and its events byte for byte
+    relay      providers whose registry entry lists ``responses`` (OpenAI, Groq, Ollama): the
+               request relayed with the provider's model name and credential, the answer and its
+               events byte for byte
     request    the others: a Responses request as a chat request (input items, instructions,
                function tools, tool_choice, text.format, reasoning), refusing what chat cannot say
     answer     a chat completion as a Response object (output items, status, usage)

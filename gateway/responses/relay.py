@@ -1,4 +1,4 @@
-"""Relaying a Responses request to a provider that serves ``/responses`` itself (OpenAI).
+"""Relaying a Responses request to a provider that serves ``/responses`` itself (OpenAI, Groq, Ollama).
 
 The client's JSON goes on with ``model`` set to the provider's own name, under the provider's
 credential (the caller's headers are not forwarded); the answer, JSON or its stream's events, comes
