@@ -406,7 +406,12 @@ async def test_telemetry_counts_a_responses_call_as_chat_with_its_usage(
 ) -> None:
     port = free_port()
     model = f"metered-{'stream' if streamed else 'json'}"
-    series = {"gen_ai_provider_name": pid, "gen_ai_request_model": model, "gen_ai_operation_name": "chat"}
+    series = {
+        "gen_ai_provider_name": pid,
+        "gen_ai_request_model": model,
+        "gen_ai_response_model": model,
+        "gen_ai_operation_name": "chat",
+    }
     async with gateway_with(TELEMETRY_ENABLED="true", TELEMETRY_METRICS_PORT=str(port)) as url:
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         if streamed:

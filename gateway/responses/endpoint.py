@@ -83,6 +83,7 @@ class ResponsesEndpoint:
         response = from_chat(answer if isinstance(answer, dict) else {}, shell)
         if response["usage"] is not None:
             exchange.usage = telemetry_usage(response["usage"], shell.model, shell.id)
+        exchange.response_model, exchange.response_id = shell.model, shell.id
         return Response(orjson.dumps(response), media_type="application/json")
 
 

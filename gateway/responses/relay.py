@@ -26,6 +26,7 @@ from providers.transport import UpstreamResponse
 
 from ..relay import RelayResponse, until_disconnect
 from ..telemetry.exchange import Exchange
+from ..telemetry.usage import Usage
 from .usage import read_relayed
 
 __all__ = ["SSE_HEADERS", "ResponsesRelay"]
@@ -83,7 +84,7 @@ class ResponsesRelay:
                 body = await until_disconnect(request, upstream.read())
                 if not looks_like_json_object(body):
                     raise _not_expected(provider, upstream, kind, "a response object")
-                exchange.usage = read_relayed(body)
+                _report(exchange, read_relayed(body))
                 return Response(body, status_code=upstream.status, media_type="application/json")
             if kind.startswith(("text/html", "application/json")):
                 raise _not_expected(provider, upstream, kind, "an event stream")
@@ -93,6 +94,12 @@ class ResponsesRelay:
         relayed = _Relayed(upstream, exchange)
         exchange.stream_started()
         return RelayResponse(relayed.chunks(), close=upstream.aclose, headers=SSE_HEADERS, on_error=relayed.failed)
+
+
+def _report(exchange: Exchange, usage: Usage | None) -> None:
+    exchange.usage = usage
+    if usage is not None:
+        exchange.response_model = usage.model
 
 
 def _not_expected(provider: Provider, upstream: UpstreamResponse, kind: str, what: str) -> UpstreamInvalidAnswer:
@@ -115,7 +122,7 @@ class _Relayed:
         async for chunk in self.upstream.iter_chunks():
             self.previous, self.last = self.last, chunk
             yield chunk
-        self.exchange.usage = read_relayed(self.previous + self.last)
+        _report(self.exchange, read_relayed(self.previous + self.last))
 
     def failed(self, error: APIError) -> bytes:
         numbers = _SEQUENCE.findall(self.previous + self.last)

@@ -224,6 +224,7 @@ class ResponseStream:
         usage = usage_from_chat(self.usage)
         if usage is not None:
             self.exchange.usage = telemetry_usage(usage, self.shell.model, self.shell.id)
+        self.exchange.response_model, self.exchange.response_id = self.shell.model, self.shell.id
         response = self.shell.response(status, self.items, usage, incomplete=incomplete)
         self._emit(out, "response.completed" if status == "completed" else "response.incomplete", response=response)
 

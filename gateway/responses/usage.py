@@ -3,12 +3,14 @@
 >>> u = from_chat({"prompt_tokens": 9, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}})
 >>> u["input_tokens"], u["input_tokens_details"]["cached_tokens"], u["total_tokens"]
 (9, 4, 12)
->>> read_relayed(b'{"id":"resp_1","usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}').output
-2
+>>> u = read_relayed(b'{"model":"gpt-5","usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}')
+>>> u.output, u.model
+(2, 'gpt-5')
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -88,4 +90,11 @@ def read_relayed(data: bytes) -> Usage | None:
         usage = orjson.loads(data[start : end + 1])
     except orjson.JSONDecodeError:
         return None
-    return telemetry_usage(usage) if isinstance(usage, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    # The response's model comes before its usage, and no output item has a model of its own.
+    model = _MODEL.match(data, max(data.rfind(b'"model"', 0, at), 0))
+    return telemetry_usage(usage, model.group(1).decode("utf-8", "replace") if model else None)
+
+
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
