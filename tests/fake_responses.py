@@ -9,6 +9,7 @@ then acts out the scenario named by the model:
     error-<status>    OpenAI's error envelope with that status (429 adds Retry-After)
     broken-stream     (streams) a few events, then the connection is cut
     hang              (streams) two events, then silence until the client leaves (then in ``disconnects``)
+    failed-stream     (streams) created, in_progress, then ``response.failed`` (a server error)
     leak              "Your key is <the Authorization received>"
 
 Answers are Response objects and streams the typed, numbered events of the real API (no [DONE]).
@@ -218,6 +219,12 @@ async def _stream(
     for number, event in enumerate(_events(body, model, response)):
         data = orjson.dumps({**event, "sequence_number": number})
         await write_split(answer, b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n", key)
+        if model == "failed-stream" and number == 1:
+            failure = {"code": "server_error", "message": "The model failed."}
+            failed = {**_response(body, model, "failed", [], None), "error": failure}
+            data = orjson.dumps({"type": "response.failed", "sequence_number": 2, "response": failed})
+            await answer.write(b"event: response.failed\ndata: " + data + b"\n\n")
+            return answer
         if model == "hang" and number == 1:
             await asyncio.sleep(3600)
         if model == "broken-stream" and number == 3:

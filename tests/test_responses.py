@@ -461,3 +461,15 @@ async def test_a_key_quoted_in_a_relayed_error_is_masked(client: openai.AsyncOpe
     with pytest.raises(openai.AuthenticationError) as refused:
         await client.responses.create(model="openai/error-401", input="hi")
     assert "Bearer ***" in str(refused.value.body) and fake_key("openai") not in str(refused.value.body)
+
+
+async def test_a_relayed_stream_ending_in_failure_is_relayed_and_counted_as_failed(
+    gateway_with: GatewayFactory,
+) -> None:
+    port = free_port()
+    outcome = {"route": "/v1/responses", "outcome": "upstream_error"}
+    async with gateway_with(TELEMETRY_ENABLED="true", TELEMETRY_METRICS_PORT=str(port)) as url:
+        sent = await events(url, {"model": "openai/failed-stream", "input": "hi"})
+        await until(port, "polyrelay_streams_total", 1, **outcome)
+    assert [e.type for e in sent] == ["response.created", "response.in_progress", "response.failed"]
+    assert sent[-1].response.error is not None and sent[-1].response.error.message == "The model failed."

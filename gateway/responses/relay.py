@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from providers import Adapter, HttpClient
 from providers.base import looks_like_json_object, upstream_error
-from providers.errors import APIError, UpstreamInvalidAnswer
+from providers.errors import APIError, UpstreamError, UpstreamInvalidAnswer
 from providers.json_codec import dump_json
 from providers.registry import Provider
 from providers.transport import UpstreamResponse
@@ -37,6 +37,22 @@ SSE_HEADERS = (
     (b"x-accel-buffering", b"no"),
 )
 _SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
+# The last event of a stream that failed.
+_FAILURES = frozenset({b"response.failed", b"error"})
+
+
+def _last_event(data: bytes) -> bytes:
+    """The name of the last event in ``data`` (a data line holds no newline, so an ``event:`` after
+    one is a field of its own)."""
+    at = data.rfind(b"\nevent:")
+    if at < 0 and not data.startswith(b"event:"):
+        return b""
+    line = data[at + 7 :].split(b"\n", 1)[0]
+    return line.strip()
+
+
+class _Told(UpstreamError):
+    """The stream ended with the provider's own failure event (counted as an upstream error)."""
 
 
 class ResponsesRelay:
@@ -122,9 +138,14 @@ class _Relayed:
         async for chunk in self.upstream.iter_chunks():
             self.previous, self.last = self.last, chunk
             yield chunk
-        _report(self.exchange, read_relayed(self.previous + self.last))
+        tail = self.previous + self.last
+        _report(self.exchange, read_relayed(tail))
+        if _last_event(tail) in _FAILURES:
+            raise _Told("The provider ended its stream with a failure event, relayed as it came.")
 
     def failed(self, error: APIError) -> bytes:
+        if isinstance(error, _Told):
+            return b""  # the provider's own event said it
         numbers = _SEQUENCE.findall(self.previous + self.last)
         sequence = int(numbers[-1]) + 1 if numbers else 0
         event = {
