@@ -21,6 +21,7 @@ What a chat answer does is chosen by the requested model name:
     leak-error         a 429 quoting the credential in its message and Retry-After; streaming, one
                        chunk then an in-stream error event quoting it
     agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
+    refusal            a refusal ("I can't help with that."), as OpenAI's structured outputs give one
                        (agent-loop calls them again every turn)
 """
 
@@ -395,6 +396,8 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
             ]
             return {"role": "assistant", "content": None, "tool_calls": tool_calls}
         return {"role": "assistant", "content": text}
+    if model == "refusal":
+        return {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     if model == "tool" and payload.get("tools"):
         name = payload["tools"][0]["function"]["name"]
         call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
@@ -443,6 +446,10 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
             for piece in (arguments[:8], arguments[8:]):
                 out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
+    elif message.get("refusal"):
+        words = message["refusal"].split(" ")
+        out += [chunk({"refusal": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        out.append(chunk({}, "stop"))
     else:
         words = message["content"].split(" ")
         out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]

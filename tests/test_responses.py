@@ -473,3 +473,28 @@ async def test_a_relayed_stream_ending_in_failure_is_relayed_and_counted_as_fail
         await until(port, "polyrelay_streams_total", 1, **outcome)
     assert [e.type for e in sent] == ["response.created", "response.in_progress", "response.failed"]
     assert sent[-1].response.error is not None and sent[-1].response.error.message == "The model failed."
+
+
+async def test_a_refusal_is_refusal_content(client: openai.AsyncOpenAI, gateway: str) -> None:
+    answer = await created(client, model="deepseek/refusal", input="hi")
+    assert answer.output[0].type == "message"
+    assert [(c.type, getattr(c, "refusal", None)) for c in answer.output[0].content] == [
+        ("refusal", "I can't help with that.")
+    ]
+    sent = await events(gateway, {"model": "deepseek/refusal", "input": "hi"})
+    assert "".join(e.delta for e in sent if e.type == "response.refusal.delta") == "I can't help with that."
+    done = next(e for e in sent if e.type == "response.refusal.done")
+    assert done.refusal == "I can't help with that." and sent[-1].response.output[0].content[0].type == "refusal"
+
+
+async def test_store_is_accepted_and_nothing_is_stored(gateway: str) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{gateway}/v1/responses", json={"model": "anthropic/echo", "input": "hi", "store": True}
+        )
+        later = await http.post(
+            f"{gateway}/v1/responses",
+            json={"model": "anthropic/echo", "input": "and?", "previous_response_id": answer.json()["id"]},
+        )
+    assert answer.status_code == 200 and answer.json()["store"] is False
+    assert later.status_code == 400 and later.json()["error"]["code"] == "state_not_supported"

@@ -4,7 +4,7 @@ Each event is ``event: <type>`` plus its JSON with a ``sequence_number`` counted
 
     response.created, response.in_progress                   with the first chunk from the provider
     response.output_item.added, response.content_part.added  when a message (or reasoning) begins
-    response.output_text.delta (response.reasoning_text.delta)  as the text comes
+    response.output_text.delta (.refusal.delta, .reasoning_text.delta)  as the text comes
     response.output_text.done, response.content_part.done, response.output_item.done
                                                              when another item begins, or at the end
     response.output_item.added + function_call_arguments.delta  per tool call; their .done at the end
@@ -45,6 +45,7 @@ class ResponseStream:
         self.started = False
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None  # the message or reasoning item receiving text
+        self.open_kind = ""  # what it receives: message (output_text), refusal or reasoning
         self.pieces: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its function_call item
         self.finish: str | None = None
@@ -130,6 +131,9 @@ class ResponseStream:
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self._text("message", content, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._text("refusal", refusal, out)
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     self._call(call, out)
@@ -137,48 +141,48 @@ class ResponseStream:
             self.finish = choice["finish_reason"]
 
     def _text(self, kind: str, piece: str, out: list[bytes]) -> None:
+        """``piece`` of the open item of ``kind`` (message, refusal or reasoning), opened first if
+        the open item is of another kind."""
         item = self.open
-        if item is None or item["type"] != kind:
+        if item is None or self.open_kind != kind:
             self._close_open(out, "completed")
-            if kind == "message":
-                item, part = message([], "in_progress"), output_text("")
+            if kind == "reasoning":
+                item = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": []}
             else:
-                item, part = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": []}, _thought("")
-            self.open = item
+                item = message([], "in_progress")
+            self.open, self.open_kind = item, kind
             self.items.append(item)
             self._emit(out, "response.output_item.added", output_index=len(self.items) - 1, item=item)
-            self._emit(
-                out,
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=len(self.items) - 1,
-                content_index=0,
-                part=part,
-            )
+            where = {"item_id": item["id"], "output_index": len(self.items) - 1, "content_index": 0}
+            self._emit(out, "response.content_part.added", **where, part=_part(kind, ""))
         self.pieces.append(piece)
         where = {"item_id": item["id"], "output_index": len(self.items) - 1, "content_index": 0}
+        delta, _ = _EVENTS[kind]
         if kind == "message":
-            self._emit(out, "response.output_text.delta", **where, delta=piece, logprobs=[])
+            self._emit(out, delta, **where, delta=piece, logprobs=[])
         else:
-            self._emit(out, "response.reasoning_text.delta", **where, delta=piece)
+            self._emit(out, delta, **where, delta=piece)
 
     def _close_open(self, out: list[bytes], status: str) -> None:
-        item = self.open
+        item, kind = self.open, self.open_kind
         if item is None:
             return
         self.open = None
         text = "".join(self.pieces)
         self.pieces = []
         where = {"item_id": item["id"], "output_index": self.items.index(item), "content_index": 0}
-        if item["type"] == "message":
-            part = output_text(text)
-            self._emit(out, "response.output_text.done", **where, text=text, logprobs=[])
-            item["status"] = status
+        _, done = _EVENTS[kind]
+        if kind == "message":
+            self._emit(out, done, **where, text=text, logprobs=[])
+        elif kind == "refusal":
+            self._emit(out, done, **where, refusal=text)
         else:
-            part = _thought(text)
-            self._emit(out, "response.reasoning_text.done", **where, text=text)
+            self._emit(out, done, **where, text=text)
+        part = _part(kind, text)
         self._emit(out, "response.content_part.done", **where, part=part)
         item["content"] = [part]
+        if item["type"] == "message":
+            item["status"] = status
         self._emit(out, "response.output_item.done", output_index=where["output_index"], item=item)
 
     def _call(self, call: dict[str, Any], out: list[bytes]) -> None:
@@ -229,5 +233,17 @@ class ResponseStream:
         self._emit(out, "response.completed" if status == "completed" else "response.incomplete", response=response)
 
 
-def _thought(text: str) -> dict[str, Any]:
+# The delta and done events of each kind of text.
+_EVENTS = {
+    "message": ("response.output_text.delta", "response.output_text.done"),
+    "refusal": ("response.refusal.delta", "response.refusal.done"),
+    "reasoning": ("response.reasoning_text.delta", "response.reasoning_text.done"),
+}
+
+
+def _part(kind: str, text: str) -> dict[str, Any]:
+    if kind == "message":
+        return output_text(text)
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": text}
     return {"type": "reasoning_text", "text": text}
