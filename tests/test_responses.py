@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 from typing import Any
 
 import httpx
@@ -498,3 +499,41 @@ async def test_store_is_accepted_and_nothing_is_stored(gateway: str) -> None:
         )
     assert answer.status_code == 200 and answer.json()["store"] is False
     assert later.status_code == 400 and later.json()["error"]["code"] == "state_not_supported"
+
+
+def _junk(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON value, shaped a little like the fields it replaces."""
+    kinds = ["str", "int", "float", "bool", "null", "list", "dict", "part"] if depth < 3 else ["str", "int", "null"]
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return rng.choice(["", "x", "function", "message", "user", "input_text", "input_image", "auto", "data:"])
+    if kind == "int":
+        return rng.choice([-1, 0, 1, 2**70])
+    if kind == "float":
+        return 0.5
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [_junk(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = ["type", "role", "content", "text", "name", "call_id", "arguments", "output", "image_url", "format"]
+    if kind == "part":
+        return {"type": rng.choice(["input_text", "input_image", "function_call", "function_call_output", "message"])}
+    return {rng.choice(keys): _junk(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+@pytest.mark.parametrize("model", ["deepseek/echo", "anthropic/tool", "google/echo"])
+async def test_hostile_requests_get_a_400_never_a_5xx(gateway: str, model: str) -> None:
+    rng = random.Random(model)
+    fields = ["input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens", "temperature"]
+    async with httpx.AsyncClient() as http:
+        for _ in range(60):
+            body: dict[str, Any] = {"model": model, "input": "hi"}
+            for field in rng.sample(fields, rng.randint(1, 4)):
+                body[field] = _junk(rng)
+            body["stream"] = rng.random() < 0.3
+            answer = await http.post(f"{gateway}/v1/responses", json=body)
+            assert answer.status_code in (200, 400), (body, answer.text)
+            if answer.status_code == 400:
+                assert set(answer.json()["error"]) == {"message", "type", "code", "param"}

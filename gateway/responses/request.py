@@ -251,6 +251,8 @@ def _tools(tools: Any) -> tuple[list[dict[str, Any]], set[str]]:
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
         kind = tool.get("type") if type(tool) is dict else None
+        if not isinstance(kind, str):
+            raise InvalidRequest(f"{where} must be an object with a string 'type' (function).", param=where)
         if kind != "function":
             raise InvalidRequest(
                 f"{where} is a {kind!r} tool, a tool hosted by OpenAI; providers reached by translation take "
