@@ -87,6 +87,8 @@ def create_app(settings: Settings) -> Starlette:
         settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
     )
     routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
+    if settings.routing_strategy == "path":
+        routes.append(Route("/{model:path}/v1/responses", responses.handle, methods=["POST"]))
     # -- end of /v1/responses
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.

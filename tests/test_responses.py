@@ -439,6 +439,12 @@ async def test_model_policy_and_routing_apply_as_for_chat(gateway_with: GatewayF
         )
         await routed.responses.create(model="openai/echo", input="hi")
         assert fake.last_post("mistral").json["model"] == "echo"
+    async with gateway_with(ROUTING_STRATEGY="path") as url:
+        in_path = openai.AsyncOpenAI(base_url=f"{url}/anthropic%2Fecho/v1", api_key="x", max_retries=0)
+        answer = await in_path.responses.create(model="ignored", input="hi")
+        assert answer.output_text == "You said: hi" and fake.last_post("anthropic").json["model"] == "echo"
+        async with in_path.responses.stream(model="ignored", input="hi") as stream:
+            assert (await stream.get_final_response()).output_text == "You said: hi"
 
 
 @pytest.mark.parametrize("pid", list(load_registry()))

@@ -50,13 +50,13 @@ class ResponsesEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.relay = ResponsesRelay(http)
-        # The header routing strategy names the model outside the body, for every route it serves.
+        # The header routing strategy names the model outside the body, as for chat.
         self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        payload = _parsed(body, request.headers.get(self.model_header) if self.model_header else None)
+        payload = _parsed(body, self._routed_model(request))
         provider, model = resolve(payload["model"], request.query_params.get("provider"), settings.providers)
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
@@ -85,6 +85,13 @@ class ResponsesEndpoint:
             exchange.usage = telemetry_usage(response["usage"], shell.model, shell.id)
         exchange.response_model, exchange.response_id = shell.model, shell.id
         return Response(orjson.dumps(response), media_type="application/json")
+
+    def _routed_model(self, request: Request) -> str | None:
+        """The model named by the path or header routing strategy (it wins over the body's)."""
+        routed = request.path_params.get("model")
+        if routed is None and self.model_header is not None:
+            routed = request.headers.get(self.model_header)
+        return routed or None
 
 
 def _parsed(body: bytes, routed_model: str | None) -> dict[str, Any]:
