@@ -31,8 +31,8 @@ __all__ = ["ResponsesEndpoint"]
 
 
 class ResponsesEndpoint:
-    """The Responses route: one adapter per configured provider (for translation), and the HTTP
-    client for providers whose registry entry lists ``responses``."""
+    """The Responses route. ``adapters`` give the relay each provider's credential, redactor,
+    timeouts and status map; ``traced`` (the same, traced when tracing is on) serve translation."""
 
     def __init__(
         self,
@@ -44,12 +44,11 @@ class ResponsesEndpoint:
         http: HttpClient,
     ) -> None:
         self.settings = settings
-        self.adapters = adapters  # for the relay: each provider's redactor, timeouts, status map
         self.traced = traced  # for translation: the chat adapters, as the chat route calls them
         self.policy = policy
         self.runner = runner
         self.direct = Direct()
-        self.relay = ResponsesRelay(http)
+        self.relay = ResponsesRelay(http, adapters)
         # The header routing strategy names the model outside the body, as for chat.
         self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
 
@@ -69,7 +68,7 @@ class ResponsesEndpoint:
                 code="vision_disabled",
             )
         if provider.serves("responses"):
-            return await self.relay.relay(request, provider, self.adapters[provider.id], payload, model, exchange)
+            return await self.relay.relay(request, provider.id, payload, model, exchange)
         chat, echo = to_chat(payload)
         adapter = self.traced[provider.id]
         runner = self.direct if request.headers.get("x-mcp-bypass", "").lower() == "true" else self.runner

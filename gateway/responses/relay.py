@@ -10,7 +10,7 @@ error (OpenAI's envelope, the provider's status); a stream cut off after it bega
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -55,36 +55,43 @@ class _Told(UpstreamError):
     """The stream ended with the provider's own failure event (counted as an upstream error)."""
 
 
-class ResponsesRelay:
-    """``POST {provider url}{endpoints.responses}`` with the provider's credential."""
+class _Target:
+    """What a relayed call needs of one provider, built once."""
 
-    def __init__(self, http: HttpClient) -> None:
+    __slots__ = ("adapter", "json_headers", "provider", "sse_headers", "url")
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.provider = adapter.provider
+        self.url = self.provider.endpoint_url("responses")
+        self.json_headers = {**self.provider.auth_headers(), "Content-Type": "application/json"}
+        self.sse_headers = {**self.json_headers, "Accept": "text/event-stream"}
+        self.json_headers["Accept"] = "application/json"
+
+
+class ResponsesRelay:
+    """``POST {provider url}{endpoints.responses}`` with the provider's credential, for the
+    providers of ``adapters`` whose registry entry lists ``responses``."""
+
+    def __init__(self, http: HttpClient, adapters: Mapping[str, Adapter]) -> None:
         self.http = http
+        self.targets = {pid: _Target(a) for pid, a in adapters.items() if a.provider.serves("responses")}
 
     async def relay(
-        self,
-        request: Request,
-        provider: Provider,
-        adapter: Adapter,
-        payload: dict[str, Any],
-        model: str,
-        exchange: Exchange,
+        self, request: Request, pid: str, payload: dict[str, Any], model: str, exchange: Exchange
     ) -> Response | RelayResponse:
+        target = self.targets[pid]
+        provider, adapter = target.provider, target.adapter
         stream = payload.get("stream") is True
         if payload["model"] != model:
             payload = {**payload, "model": model}
-        headers = {
-            **provider.auth_headers(),
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
         timeouts = adapter.options.timeouts
         upstream = await until_disconnect(
             request,
             self.http.request(
                 "POST",
-                provider.endpoint_url("responses"),
-                headers=headers,
+                target.url,
+                headers=target.sse_headers if stream else target.json_headers,
                 body=dump_json(payload),
                 timeouts=timeouts.stream if stream else timeouts.chat,
                 redactor=adapter.redactor,
