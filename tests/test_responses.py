@@ -543,3 +543,17 @@ async def test_hostile_requests_get_a_400_never_a_5xx(gateway: str, model: str) 
             assert answer.status_code in (200, 400), (body, answer.text)
             if answer.status_code == 400:
                 assert set(answer.json()["error"]) == {"message", "type", "code", "param"}
+
+
+async def test_images_translation_cannot_pass_are_a_clear_400(gateway_with: GatewayFactory) -> None:
+    stored = {"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}
+    in_output = {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": PNG}]}
+    async with gateway_with(ENABLE_VISION="true") as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        for given, code, param in [
+            (stored, "unsupported_content", "input[0].content[0].file_id"),
+            (in_output, None, "input[0].output[0]"),
+        ]:
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.responses.create(model="anthropic/echo", input=[given])  # type: ignore[list-item]
+            assert refused.value.code == code and refused.value.param == param

@@ -205,11 +205,14 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
 def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     url = part.get("image_url")
     if not isinstance(url, str) or not url:
-        why = "a file_id names a file stored at OpenAI, which" if part.get("file_id") else "it"
-        raise InvalidRequest(
-            f"{where}.image_url is required: an https URL or a data: URI ({why} the gateway cannot fetch).",
-            param=f"{where}.image_url",
-        )
+        if part.get("file_id"):
+            raise InvalidRequest(
+                f"{where}: a file_id names a file stored at OpenAI, which providers reached by translation cannot "
+                "read; send the image as an https URL or a data: URI in image_url.",
+                param=f"{where}.file_id",
+                code="unsupported_content",
+            )
+        raise InvalidRequest(f"{where}.image_url is required: an https URL or a data: URI.", param=f"{where}.image_url")
     image = {"url": url}
     detail = part.get("detail")
     if isinstance(detail, str) and detail != "auto":
