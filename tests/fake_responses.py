@@ -10,6 +10,7 @@ then acts out the scenario named by the model:
     broken-stream     (streams) a few events, then the connection is cut
     hang              (streams) two events, then silence until the client leaves (then in ``disconnects``)
     failed-stream     (streams) created, in_progress, then ``response.failed`` (a server error)
+    slow              waits 5 s before answering (a client that leaves first is in ``disconnects``)
     leak              "Your key is <the Authorization received>"
 
 Answers are Response objects and streams the typed, numbered events of the real API (no [DONE]).
@@ -86,9 +87,11 @@ class OpenAIResponses:
             return _error(status, f"fake responses refused with {status}{said}", headers=headers)
         output = _output(model, body, received_credential(request))
         response = _response(body, model, "completed", output, USAGE)
-        if not body.get("stream"):
-            return web.json_response(response)
         try:
+            if model == "slow":
+                await asyncio.sleep(5)
+            if not body.get("stream"):
+                return web.json_response(response)
             return await _stream(request, model, body, response)
         except (asyncio.CancelledError, ConnectionResetError):
             self.disconnects.append(model)

@@ -319,7 +319,7 @@ async def test_a_translated_call_never_carries_the_callers_credential(gateway: s
     assert "caller-secret" not in str(seen.headers)
 
 
-@pytest.mark.parametrize("pid", ["openai", "deepseek", "anthropic"])
+@pytest.mark.parametrize("pid", ["openai", "deepseek"])
 async def test_the_providers_key_never_reaches_the_client(gateway: str, pid: str) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.post(f"{gateway}/v1/responses", json={"model": f"{pid}/leak", "input": "hi"})
@@ -557,3 +557,19 @@ async def test_images_translation_cannot_pass_are_a_clear_400(gateway_with: Gate
             with pytest.raises(openai.BadRequestError) as refused:
                 await client.responses.create(model="anthropic/echo", input=[given])  # type: ignore[list-item]
             assert refused.value.code == code and refused.value.param == param
+
+
+@pytest.mark.parametrize("pid", ["openai", "deepseek"])
+async def test_a_client_that_leaves_before_a_json_answer_cancels_the_upstream(
+    gateway: str, fake: FakeProviders, pid: str
+) -> None:
+    seen = RESPONSES.disconnects if pid == "openai" else fake.disconnects
+    before = seen.count("slow")
+    async with httpx.AsyncClient(timeout=0.3) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"{gateway}/v1/responses", json={"model": f"{pid}/slow", "input": "hi"})
+    for _ in range(300):
+        if seen.count("slow") > before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the upstream call went on after the client left")
