@@ -183,13 +183,15 @@ def _events(body: dict[str, Any], model: str, response: dict[str, Any]) -> Itera
     for index, item in enumerate(response["output"]):
         where = {"item_id": item["id"], "output_index": index}
         if item["type"] == "function_call":
-            yield {"type": "response.output_item.added", "output_index": index, "item": {**item, "arguments": ""}}
+            added = {**item, "arguments": "", "status": "in_progress"}
+            yield {"type": "response.output_item.added", "output_index": index, "item": added}
             for piece in (ARGUMENTS[:6], ARGUMENTS[6:]):
-                yield {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                yield {"type": "response.function_call_arguments.delta", **where, "delta": piece, "obfuscation": "x"}
             yield {"type": "response.function_call_arguments.done", **where, "arguments": item["arguments"]}
         else:
             part = item["content"][0]
-            yield {"type": "response.output_item.added", "output_index": index, "item": {**item, "content": []}}
+            added = {**item, "content": [], "status": "in_progress"}
+            yield {"type": "response.output_item.added", "output_index": index, "item": added}
             yield {"type": "response.content_part.added", **where, "content_index": 0, "part": {**part, "text": ""}}
             words = part["text"].split(" ")
             for i, word in enumerate(words):
@@ -200,6 +202,8 @@ def _events(body: dict[str, Any], model: str, response: dict[str, Any]) -> Itera
                     "content_index": 0,
                     "delta": delta,
                     "logprobs": [],
+                    # The API pads deltas with a random string unless stream_options turn it off.
+                    "obfuscation": "pad"[: 1 + i % 3],
                 }
             yield {
                 "type": "response.output_text.done",
