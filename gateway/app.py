@@ -36,6 +36,7 @@ from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .readiness import Readiness
 from .relayed import relayed_routes
+from .responses import ResponsesEndpoint
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -125,6 +126,14 @@ def create_app(settings: Settings) -> Starlette:
             Route("/{model:path}/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         ]
 
+    # -- POST /v1/responses: relayed to providers that serve it, translated through chat for the rest.
+    responses = ResponsesEndpoint(
+        settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
+    )
+    routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
+    if settings.routing_strategy == "path":
+        routes.append(Route("/{model:path}/v1/responses", responses.handle, methods=["POST"]))
+    # -- end of /v1/responses
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))

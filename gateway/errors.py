@@ -112,7 +112,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error = NotFound(
             f"No route {request.method} {request.url.path}. The gateway serves /v1/models, "
-            "/v1/chat/completions, /proxy/<provider>/<path> and /health."
+            "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/moderations, /v1/audio/..., "
+            "/v1/responses, /v1/messages, /proxy/<provider>/<path>, /health and /ready (README: Endpoints)."
         )
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.", headers=exc.headers)

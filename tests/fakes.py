@@ -25,6 +25,7 @@ What a chat answer does is chosen by the requested model name:
     leak-error         a 429 quoting the credential in its message and Retry-After; streaming, one
                        chunk then an in-stream error event quoting it
     agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
+    refusal            a refusal ("I can't help with that."), as OpenAI's structured outputs give one
                        (agent-loop calls them again every turn)
 """
 
@@ -47,11 +48,13 @@ from providers.registry import ProviderSpec
 
 from .fake_embeddings import openai_embeddings
 from .fake_endpoints import HANDLERS as ENDPOINT_FAKES
+from .fake_responses import OpenAIResponses
 from .native_fake_cohere import Cohere
 from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
 # The native protocol each translating adapter speaks, by the registry's adapter name.
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
+RESPONSES = OpenAIResponses()  # /responses, for the entries that list it
 
 ACCOUNT = "acct-123"
 
@@ -169,6 +172,8 @@ class FakeProviders:
             answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
             if answer is not None:
                 return answer
+        elif local is not None and local == spec.endpoints.get("responses") and request.method == "POST":
+            return await RESPONSES.handle(request, body)
         elif local == spec.chat_path and request.method == "POST":
             payload = orjson.loads(body)
             if (refused := _refused_tool_call_ids(spec.id, payload)) is not None:
@@ -505,6 +510,10 @@ def _chunks(
             for piece in (arguments[:8], arguments[8:]):
                 out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
+    elif message.get("refusal"):
+        words = message["refusal"].split(" ")
+        out += [chunk({"refusal": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        out.append(chunk({}, "stop"))
     else:
         field = "refusal" if message.get("refusal") else "content"
         words = message[field].split(" ")
