@@ -12,6 +12,7 @@ from starlette.responses import Response
 from providers import Adapter, ChatRequest
 from providers.errors import InvalidRequest, UpstreamError, UpstreamStatusError, UpstreamUnreachable
 from providers.json_codec import load_json
+from providers.model_facts import facts_for
 from providers.registry import Provider
 from providers.retry import RETRIED_STATUSES
 
@@ -27,7 +28,7 @@ from .routing import resolve
 from .settings import Settings
 from .telemetry import current
 
-__all__ = ["ChatEndpoint", "validate_chat"]
+__all__ = ["ChatEndpoint", "check_vision", "validate_chat"]
 
 log = logging.getLogger("polyrelay")
 
@@ -62,13 +63,8 @@ class ChatEndpoint:
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
-        if not settings.enable_vision and _has_image(payload["messages"]):
-            raise InvalidRequest(
-                "This request contains image content, and vision is disabled on this gateway. "
-                "Set ENABLE_VISION=true to allow images.",
-                param="messages",
-                code="vision_disabled",
-            )
+        if _has_image(payload["messages"]):
+            check_vision(settings, provider, model)
         runner = self.direct if bypassed(request) else self.runner
         alias = settings.aliases.get(payload["model"].strip()) if exchange.selected is not None else None
         if alias is None:
@@ -207,6 +203,33 @@ def _check_tool_call(call: Any, index: int, where: str) -> None:
 def _bad(index: int, field: str, problem: str, code: str | None = None) -> InvalidRequest:
     where = f"messages[{index}].{field}"
     return InvalidRequest(f"{where} {problem}.", param=where, code=code)
+
+
+def check_vision(settings: Settings, provider: Provider, model: str, param: str = "messages") -> None:
+    """A 400 for a request with images when vision is off, or when the registry's facts about the
+    model (``model_info``, as ``/v1/models?include=`` shows them) say it takes no images."""
+    if not settings.enable_vision:
+        raise InvalidRequest(
+            "This request contains image content, and vision is disabled on this gateway. "
+            "Set ENABLE_VISION=true to allow images.",
+            param=param,
+            code="vision_disabled",
+        )
+    facts = facts_for(provider.spec.model_info, model)
+    if facts is None:
+        return  # nothing known: the provider decides
+    takes = (
+        "image" in facts.input_modalities
+        if facts.input_modalities
+        else ("vision" in facts.capabilities if facts.capabilities else True)
+    )
+    if not takes:
+        raise InvalidRequest(
+            f"The model {provider.id}/{model} takes no images (its facts in the provider registry); "
+            "send text only, or choose a model with vision (GET /v1/models?include=capabilities).",
+            param=param,
+            code="model_not_multimodal",
+        )
 
 
 def _has_image(messages: list[dict[str, Any]]) -> bool:

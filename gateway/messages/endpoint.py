@@ -18,12 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from providers import Adapter, ChatRequest
-from providers.errors import InvalidRequest
 from providers.registry import Provider
 
 from ..auth import identity_of
 from ..body import read_body
-from ..chat import SSE_HEADERS
+from ..chat import SSE_HEADERS, check_vision
 from ..errors import anthropic_error_event
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct, Events
@@ -63,13 +62,8 @@ class MessagesEndpoint:
         body, parsed, provider, model = await self._routed(request, count_only=False)
         exchange = current()
         exchange.operation = "chat"
-        if not self.settings.enable_vision and has_images(parsed):
-            raise InvalidRequest(
-                "This request contains image content, and vision is disabled on this gateway. "
-                "Set ENABLE_VISION=true to allow images.",
-                param="messages",
-                code="vision_disabled",
-            )
+        if has_images(parsed):
+            check_vision(self.settings, provider, model)
         stream = parsed.get("stream") is True
         runner = self.direct if bypassed(request) else self.runner
         # With MCP tools to merge, even a native provider is called through chat (its adapter

@@ -15,6 +15,7 @@ from providers.json_codec import load_json
 
 from ..auth import identity_of
 from ..body import read_body
+from ..chat import check_vision
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct
 from ..policy import ModelPolicy
@@ -63,13 +64,8 @@ class ResponsesEndpoint:
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
-        if not settings.enable_vision and has_image(payload):
-            raise InvalidRequest(
-                "This request contains image content, and vision is disabled on this gateway. "
-                "Set ENABLE_VISION=true to allow images.",
-                param="input",
-                code="vision_disabled",
-            )
+        if has_image(payload):
+            check_vision(settings, provider, model, param="input")
         if provider.serves("responses"):
             return await self.relay.relay(request, provider.id, payload, model, exchange)
         chat, echo = to_chat(payload)
