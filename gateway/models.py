@@ -97,7 +97,7 @@ class ModelsEndpoint:
             for entry, model in zip(entries, sorted(models, key=lambda m: m.id), strict=True):
                 facts = facts_for(rules, model.id)
                 known = _UNKNOWN if facts is None else facts.document()
-                entry.update((name, known[name]) for name in include)
+                entry.update((name, known.get(name)) for name in include)
         return entries
 
     async def _listed(self, pid: str) -> list[ModelInfo]:
@@ -127,8 +127,11 @@ def _entries(pid: str, models: list[ModelInfo]) -> list[dict[str, Any]]:
     ]
 
 
+# inference-gateway's include= also takes pricing: the gateway keeps no prices, so it is always null
+# (asked for and unknown, as inference-gateway writes an unresolved key), never a 400.
+INCLUDES = (*FIELDS, "pricing")
 # The facts of a model no registry rule describes.
-_UNKNOWN: dict[str, Any] = {name: None for name in FIELDS}
+_UNKNOWN: dict[str, Any] = {name: None for name in INCLUDES}
 
 
 def _included(request: Request) -> tuple[str, ...]:
@@ -138,14 +141,14 @@ def _included(request: Request) -> tuple[str, ...]:
     if not asked:
         return ()
     if "all" in asked:
-        return FIELDS
-    unknown = asked - set(FIELDS)
+        return INCLUDES
+    unknown = asked - set(INCLUDES)
     if unknown:
         raise InvalidRequest(
-            f"Unknown include {', '.join(sorted(unknown))}; the models' facts are {', '.join(FIELDS)} (or all).",
+            f"Unknown include {', '.join(sorted(unknown))}; the models' facts are {', '.join(INCLUDES)} (or all).",
             param="include",
         )
-    return tuple(name for name in FIELDS if name in asked)
+    return tuple(name for name in INCLUDES if name in asked)
 
 
 def _not_found(name: str) -> NotFound:

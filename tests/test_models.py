@@ -194,9 +194,10 @@ async def test_facts_only_when_asked_for(described: str) -> None:
         "max_output_tokens": 16384,
         "modalities": {"input": ["text", "image"], "output": ["text"]},
         "capabilities": {"tools": True, "vision": True, "reasoning": False},
+        "pricing": None,  # inference-gateway's key, taken for its clients: the gateway keeps no prices
     }
     # A model no rule describes has its facts unknown; the entry keeps OpenAI's shape either way.
-    assert full[1] == {**plain[1], **dict.fromkeys(FIELDS)}
+    assert full[1] == {**plain[1], **dict.fromkeys(FIELDS), "pricing": None}
     assert Model.model_validate(full[0]).id == "openai/model-a"
 
 
