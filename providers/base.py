@@ -234,7 +234,7 @@ class Adapter(ABC):
         finally:
             response.close()
         status = self.status_map.get(response.status, response.status)
-        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
+        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"), response.headers)
 
 
 def looks_like_json_object(body: bytes) -> bool:
@@ -254,7 +254,13 @@ def looks_like_json_object(body: bytes) -> bool:
 _WHITESPACE = b" \t\r\n"
 
 
-def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:
+def upstream_error(
+    provider: Provider,
+    status: int,
+    body: bytes,
+    retry_after: str | None = None,
+    answer_headers: Mapping[str, str] | None = None,
+) -> UpstreamStatusError:
     """The provider's error answer as ours: same status, its message, type and code kept."""
     message, kind, code, param = _error_fields(body)
     if kind not in OPENAI_ERROR_TYPES:
@@ -267,7 +273,11 @@ def upstream_error(provider: Provider, status: int, body: bytes, retry_after: st
     redactor = Redactor.of(provider.secrets)  # the body's bytes are masked already; this catches a key JSON-escaped
     if redactor is not None:
         message = redactor.text(message)
-    headers = {"Retry-After": retry_after} if retry_after else None
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    if status == 429 and answer_headers is not None:
+        # The provider's own limits (x-ratelimit-limit-requests...), relayed with its 429 so the
+        # caller can pace itself: they count the gateway's key, and say nothing secret.
+        headers.update((k, v) for k, v in answer_headers.items() if k.lower().startswith("x-ratelimit-"))
     return UpstreamStatusError(
         status,
         f"{provider.id}: {message}",

@@ -200,7 +200,17 @@ class FakeProviders:
         model = payload["model"]
         if model.startswith("error-"):
             status = int(model.removeprefix("error-"))
-            headers = {"Retry-After": "7"} if status == 429 else None
+            # A 429 as OpenAI sends it: when to retry, and the key's limits.
+            headers = (
+                {
+                    "Retry-After": "7",
+                    "x-ratelimit-limit-requests": "500",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": "7s",
+                }
+                if status == 429
+                else None
+            )
             # Like some real providers, the 401 quotes the key it got: the gateway must not pass it on.
             said = f" (key {request.headers.get('Authorization', '')})" if status == 401 else ""
             return _error(status, f"fake upstream refused with {status}{said}", headers=headers)

@@ -101,7 +101,7 @@ class ResponsesRelay:
             if upstream.status >= 400:
                 body = await until_disconnect(request, upstream.read())
                 status = adapter.status_map.get(upstream.status, upstream.status)
-                raise upstream_error(provider, status, body, upstream.headers.get("Retry-After"))
+                raise upstream_error(provider, status, body, upstream.headers.get("Retry-After"), upstream.headers)
             kind = upstream.headers.get("Content-Type", "")
             if not stream:
                 body = await until_disconnect(request, upstream.read())
