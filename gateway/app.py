@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
         ClientOptions(
             max_connections=settings.client_max_conns,
             keepalive_timeout=settings.client_idle_conn_timeout,
+            tls_1_3_only=settings.client_tls_min_version == "TLS13",
         )
     )
     options = AdapterOptions(

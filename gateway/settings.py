@@ -130,6 +130,15 @@ def _checked_models(models: Iterable[str]) -> tuple[str, ...]:
     return models
 
 
+def parse_tls_version(text: str) -> str:
+    """inference-gateway's values: TLS13 raises the floor; TLS10, TLS11 and TLS12 all mean TLS 1.2,
+    the least this client speaks (as inference-gateway reads anything but TLS13)."""
+    value = text.strip().upper()
+    if value not in ("TLS10", "TLS11", "TLS12", "TLS13"):
+        raise ValueError("expected TLS12 or TLS13 (TLS10 and TLS11 are read as TLS12)")
+    return "TLS13" if value == "TLS13" else "TLS12"
+
+
 def parse_choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -425,6 +434,13 @@ SETTINGS: tuple[Var, ...] = (
         "How long an idle upstream connection stays pooled.",
     ),
     Var(
+        "CLIENT_TLS_MIN_VERSION",
+        "client_tls_min_version",
+        parse_tls_version,
+        "TLS12",
+        "Least TLS version spoken to providers: TLS12 (and later), or TLS13 to refuse providers that offer less.",
+    ),
+    Var(
         "DEFAULT_MAX_TOKENS",
         "default_max_tokens",
         parse_positive_int,
@@ -681,6 +697,7 @@ class Settings:
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
     client_timeout: float = 30.0
+    client_tls_min_version: str = "TLS12"
     upstream_timeout: float = 30.0  # what bounds a non-streaming call: see _upstream_timeout
     client_response_header_timeout: float = 10.0
     client_max_idle_conns: int = 20
