@@ -79,9 +79,12 @@ async def test_tls13_refuses_a_provider_that_offers_less(
 ) -> None:
     cert, key = certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the gateway's TLS 1.3 context trusts the test's certificate
-    async with https_upstream(cert, key, most) as upstream, httpx.AsyncClient() as http:
-        async with gateway_with(OPENAI_API_URL=upstream, CLIENT_TLS_MIN_VERSION="TLS13") as url:
-            response = await http.post(f"{url}/v1/chat/completions", json=BODY)
+    async with (
+        https_upstream(cert, key, most) as upstream,
+        gateway_with(OPENAI_API_URL=upstream, CLIENT_TLS_MIN_VERSION="TLS13") as url,
+        httpx.AsyncClient() as http,
+    ):
+        response = await http.post(f"{url}/v1/chat/completions", json=BODY)
     assert response.status_code == status, response.text
     if status == 502:
         assert response.json()["error"]["type"] == "api_error"
