@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +75,7 @@ class ChatEndpoint:
         fallbacks = alias.fallbacks(target)
         identity = identity_of(request.scope)
         while True:
+            started = time.monotonic()
             try:
                 answer = await self._answer(request, runner, payload, settings.providers[target.provider], target.model)
             except UpstreamError as error:
@@ -98,7 +100,7 @@ class ChatEndpoint:
                 exchange.provider, exchange.model = target.provider, target.model
                 exchange.selected = (target.provider, target.model)
                 continue
-            alias.succeeded(target)
+            alias.succeeded(target, time.monotonic() - started)  # to the answer, or a stream's start
             return answer
 
     async def _answer(
