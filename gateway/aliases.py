@@ -45,8 +45,9 @@ log = logging.getLogger("polyrelay")
 
 # round_robin: in turn (by weight); priority: the first healthy in the file's order (the others
 # are its fallbacks); lowest_latency: the healthy one answering fastest lately (EWMA of the time to
-# its answer or first event; one not measured yet goes first).
-STRATEGIES = ("round_robin", "priority", "lowest_latency")
+# its answer or first event; one not measured yet goes first); least_in_flight: the healthy one with
+# the fewest requests under way (streams count until they end).
+STRATEGIES = ("round_robin", "priority", "lowest_latency", "least_in_flight")
 _EWMA = 0.3  # the weight of the newest latency
 
 
@@ -68,13 +69,14 @@ class Ejection:
 
 
 class _Health:
-    __slots__ = ("failures", "latency", "out_until", "probing")
+    __slots__ = ("failures", "in_flight", "latency", "out_until", "probing")
 
     def __init__(self) -> None:
         self.failures: list[float] = []  # monotonic times of recent failures
         self.out_until = 0.0  # ejected until then
         self.probing = False  # its half-open request is in flight
         self.latency: float | None = None  # EWMA of its answers' latency, seconds
+        self.in_flight = 0
 
 
 def _smooth_turns(targets: tuple[Target, ...], weights: tuple[int, ...]) -> list[Target]:
@@ -113,9 +115,10 @@ class Alias:
         now = time.monotonic()
         if self.strategy == "priority":
             found = next((t for t in self.targets if self._usable(t, now)), None)
-        elif self.strategy == "lowest_latency":
+        elif self.strategy in ("lowest_latency", "least_in_flight"):
             usable = [t for t in self.targets if self._usable(t, now, probe=False)]
-            found = min(usable, key=self._latency) if usable else None
+            key = self._latency if self.strategy == "lowest_latency" else self._in_flight
+            found = min(usable, key=key) if usable else None
             if found is not None:
                 self._usable(found, now)  # a cooled-down one chosen is its probe
         else:
@@ -123,6 +126,16 @@ class Alias:
                 (t for t in (next(self._turns) for _ in range(sum(self.weights))) if self._usable(t, now)), None
             )
         return found or min(self.targets, key=lambda t: self._health[t].out_until)
+
+    def _in_flight(self, target: Target) -> int:
+        return self._health[target].in_flight
+
+    def begin(self, target: Target) -> None:
+        """A request to ``target`` is under way (until ``end``)."""
+        self._health[target].in_flight += 1
+
+    def end(self, target: Target) -> None:
+        self._health[target].in_flight -= 1
 
     def _latency(self, target: Target) -> float:
         measured = self._health[target].latency

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -76,10 +76,12 @@ class ChatEndpoint:
         identity = identity_of(request.scope)
         while True:
             started = time.monotonic()
+            alias.begin(target)
             try:
                 answer = await self._answer(request, runner, payload, settings.providers[target.provider], target.model)
-            except UpstreamError as error:
-                if not _worth_another(error):
+            except BaseException as error:
+                alias.end(target)
+                if not isinstance(error, UpstreamError) or not _worth_another(error):
                     raise
                 alias.failed(target)
                 failed = target
@@ -101,6 +103,10 @@ class ChatEndpoint:
                 exchange.selected = (target.provider, target.model)
                 continue
             alias.succeeded(target, time.monotonic() - started)  # to the answer, or a stream's start
+            if isinstance(answer, RelayResponse):  # in flight until the stream ends
+                answer.close = _then(answer.close, alias.end, target)
+            else:
+                alias.end(target)
             return answer
 
     async def _answer(
@@ -242,6 +248,20 @@ def _has_image(messages: list[dict[str, Any]]) -> bool:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     return True
     return False
+
+
+def _then(
+    close: Callable[[], Awaitable[object]], done: Callable[[Target], None], target: Target
+) -> Callable[[], Awaitable[None]]:
+    """``close``, then ``done(target)`` whatever happens: a stream's end counts it out of flight."""
+
+    async def closed() -> None:
+        try:
+            await close()
+        finally:
+            done(target)
+
+    return closed
 
 
 def _worth_another(error: UpstreamError) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from gateway.settings import SettingsError
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
+from .test_metrics import first_event
 
 ROUTING = """
 models:
@@ -168,3 +170,35 @@ def test_a_weight_must_be_a_whole_number(tmp_path: Path) -> None:
     path.write_text("models: {a: {deployments: [{provider: openai, model: m, weight: 0.5}]}}")
     with pytest.raises(SettingsError, match="weight"):
         Settings.load({"ROUTING_ENABLED": "true", "ROUTING_CONFIG_PATH": str(path), "OPENAI_API_KEY": "k"})
+
+
+async def test_least_in_flight_sends_the_next_request_where_fewest_are_under_way(
+    gateway_with: GatewayFactory, tmp_path: Path
+) -> None:
+    """A stream that is still open counts as under way: with one open on the first deployment, the
+    next requests go to the other, until it ends."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "models: {busy: {strategy: least_in_flight, deployments: "
+        "[{provider: openai, model: hang}, {provider: groq, model: hang}]}}"
+    )
+    async with gateway_with(ROUTING_ENABLED="true", ROUTING_CONFIG_PATH=str(path)) as url, httpx.AsyncClient() as http:
+        body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as held:
+            first = held.headers["x-selected-provider"]
+            open_lines = await first_event(held)  # kept: the stream stays open, its upstream hanging
+            others = set()
+            for _ in range(3):
+                answer = await http.post(
+                    f"{url}/v1/chat/completions",
+                    json={"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+                )
+                others.add(answer.headers["x-selected-provider"])
+            assert first not in others and len(others) == 1
+            assert open_lines is not None
+        # The held stream is closed: both are idle again, and the first in the file's order serves.
+        await asyncio.sleep(0.1)
+        answer = await http.post(
+            f"{url}/v1/chat/completions", json={"model": "busy", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert answer.headers["x-selected-provider"] == "openai"
