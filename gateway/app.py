@@ -27,6 +27,8 @@ from .chat import ChatEndpoint
 from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
+from .limits.limiter import UNLIMITED, Limits
+from .limits.middleware import LimitsMiddleware
 from .mcp import MCP
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
@@ -76,7 +78,8 @@ def create_app(settings: Settings) -> Starlette:
     guardrails = Guardrails.from_settings(settings, http)
     mcp = MCP.from_settings(settings, telemetry, guardrails)
     # With tracing on, the chat route's adapters and the proxy's client make client spans.
-    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner)
+    limits = Limits.from_settings(settings)  # None when no limit is configured: no middleware, no cost
+    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner, limits or UNLIMITED)
     models = ModelsEndpoint(settings, adapters, policy)
     push = MetricsPush(
         telemetry.metrics if settings.telemetry_metrics_push_enabled else None, settings.server_read_timeout
@@ -121,6 +124,8 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))
+    if limits is not None:  # inside authentication: the routes' admissions count per caller
+        middleware.append(Middleware(LimitsMiddleware))
     if guardrails is not None:  # inside authentication: policies see who is calling
         middleware.append(
             Middleware(
@@ -131,7 +136,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     # Next to /health, once the verifier exists: readiness waits for its keys.
-    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases).handle, methods=["GET"]))
+    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases, limits).handle, methods=["GET"]))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -155,6 +160,8 @@ def create_app(settings: Settings) -> Starlette:
             if oidc is not None:
                 await oidc.close()
             await http.close()
+            if limits is not None:
+                await limits.store.close()
             await telemetry.close()
 
     return Starlette(

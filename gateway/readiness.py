@@ -33,6 +33,7 @@ from .relay import DRAIN_EXTENSION
 
 if TYPE_CHECKING:
     from .aliases import Aliases
+    from .limits.limiter import Limits
     from .mcp import MCP
     from .oidc import OIDCVerifier
 
@@ -42,11 +43,20 @@ _HEADERS = {"Cache-Control": "no-store"}
 
 
 class Readiness:
-    def __init__(self, http: HttpClient, oidc: OIDCVerifier | None, mcp: MCP, aliases: Aliases | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        oidc: OIDCVerifier | None,
+        mcp: MCP,
+        aliases: Aliases | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.http = http
         self.oidc = oidc
         self.mcp = mcp
         self.aliases = aliases
+        self.limits = limits
+        self.limits_state = "off" if limits is None else "ok"
 
     def report(self, drain: Drain | None) -> tuple[bool, dict[str, Any]]:
         """Whether the process is ready, and the body that says why."""
@@ -61,12 +71,19 @@ class Readiness:
         }
         if self.aliases:  # reported, never required: an alias with a deployment out still serves
             checks["aliases"] = {name: alias.states() for name, alias in self.aliases.items()}
+        if self.limits is not None:
+            checks["limits"] = {"store": self.limits.store.name, "state": self.limits_state}
         starting = pool != "ok" or oidc == "waiting"
-        status = "draining" if draining else "starting" if starting else "ready"
+        # Limits failing closed refuse every request while their store is down: not worth sending
+        # traffic to. Failing open, the process serves (unlimited), so it stays ready.
+        refusing = self.limits_state == "down, failing closed"
+        status = "draining" if draining else "starting" if starting else "limits_down" if refusing else "ready"
         return status == "ready", {"status": status, "checks": checks}
 
     async def handle(self, request: Request) -> Response:
         extensions = request.scope.get("extensions") or {}
+        if self.limits is not None:
+            self.limits_state = await self.limits.probe()
         ready, body = self.report(extensions.get(DRAIN_EXTENSION))
         return Response(
             orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json", headers=_HEADERS

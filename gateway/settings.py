@@ -25,6 +25,7 @@ import yaml
 from providers.registry import Provider, ProviderSpec, RegistryError, load_registry
 
 from .aliases import AliasError, Aliases
+from .limits import Rules, parse_limits
 from .routing import model_name_problem
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
@@ -566,6 +567,34 @@ SETTINGS: tuple[Var, ...] = (
         "The longest Retry-After waited for before retrying; a longer one is relayed to the caller.",
     ),
     Var(
+        "LIMITS",
+        "limits",
+        parse_limits,
+        "",
+        "Rate limits and quotas as JSON (the config file's limits: block): default, identities, models, global.",
+    ),
+    Var(
+        "LIMITS_FAIL_MODE",
+        "limits_fail_mode",
+        parse_choice("open", "closed"),
+        "open",
+        "When the limits' Redis cannot be reached: open lets requests through unlimited, closed refuses them (503).",
+    ),
+    Var(
+        "LIMITS_IDENTITY_CLAIM",
+        "limits_identity_claim",
+        str,
+        "",
+        "A token claim (such as team) whose value callers are counted and matched by, instead of their subject.",
+    ),
+    Var(
+        "REDIS_URL",
+        "redis_url",
+        str,
+        "",
+        "Redis holding the limits' counters, shared by every process and replica (in memory when empty).",
+    ),
+    Var(
         "GUARDRAILS_ENABLED",
         "guardrails_enabled",
         parse_bool,
@@ -675,6 +704,10 @@ class Settings:
     mcp_polling_timeout: float = 5.0
     upstream_retries: int = 2
     upstream_retry_after_max: float = 10.0
+    limits: Rules = field(default_factory=Rules)
+    limits_fail_mode: str = "open"
+    limits_identity_claim: str = ""
+    redis_url: str = ""
     guardrails_enabled: bool = False
     guardrails_policy_dir: str = ""
     guardrails_fail_mode: str = "closed"
@@ -761,6 +794,8 @@ class Settings:
                 raise SettingsError(f"GUARDRAILS_POLICY_DIR: no directory at {self.guardrails_policy_dir}.")
             if self.guardrails_external_url and not self.guardrails_external_url.startswith(("https://", "http://")):
                 raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
         if self.upstream_retries < 0:
             raise SettingsError("UPSTREAM_RETRIES must be 0 (no retries) or more.")
         if self.stream_max_event_size < 1:
@@ -804,6 +839,8 @@ def _read_yaml(path: Path, registry: Mapping[str, ProviderSpec]) -> Iterable[tup
             yield from _yaml_providers(path, value, registry)
         elif key == "mcp" and isinstance(value, dict) and isinstance(value.get("servers"), list):
             yield from _yaml_mcp(path, value, known)
+        elif key == "limits" and isinstance(value, dict):
+            yield from _yaml_limits(path, value, known)
         elif isinstance(value, dict):
             for sub, sub_value in value.items():
                 yield _yaml_setting(path, f"{key}.{sub}", f"{key}_{sub}".upper(), sub_value, known)
@@ -846,6 +883,16 @@ def _yaml_mcp(path: Path, section: dict[str, Any], known: set[str]) -> Iterable[
     for sub, sub_value in section.items():
         if sub != "servers":
             yield _yaml_setting(path, f"mcp.{sub}", f"MCP_{sub}".upper(), sub_value, known)
+
+
+def _yaml_limits(path: Path, section: dict[str, Any], known: set[str]) -> Iterable[tuple[str, str]]:
+    """``limits``: its rules as LIMITS (JSON), its fail_mode and identity_claim as their variables."""
+    rules = {k: v for k, v in section.items() if k not in ("fail_mode", "identity_claim")}
+    if rules:
+        yield "LIMITS", json.dumps(rules)
+    for sub in ("fail_mode", "identity_claim"):
+        if sub in section:
+            yield _yaml_setting(path, f"limits.{sub}", f"LIMITS_{sub}".upper(), section[sub], known)
 
 
 def _yaml_api_key(path: Path, entry: Any) -> str:

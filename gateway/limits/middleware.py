@@ -1,0 +1,56 @@
+"""``LimitsMiddleware``: puts a limited caller's standing on its answer and settles the request.
+
+Built by ``create_app`` only when a limit is configured. A route's ``Limits.admit`` leaves a
+``Ticket`` in the scope; on the answer's start this adds the ticket's ``x-ratelimit-*`` headers,
+and before the answer's last byte is sent (so the caller's next request already sees it) it
+settles: the tokens the answer reported replace the estimate, and the concurrency slot is freed.
+A request that ends otherwise (the client left, an error) is settled when the app returns.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..telemetry.exchange import current
+from .limiter import TICKET, Ticket
+
+__all__ = ["LimitsMiddleware"]
+
+
+class LimitsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        failed = False
+
+        async def tagged(message: Message) -> None:
+            nonlocal failed
+            ticket: Ticket | None = state.get(TICKET)
+            if ticket is not None:
+                if message["type"] == "http.response.start":
+                    failed = message["status"] >= 400
+                    message["headers"] = [*message.get("headers", ()), *ticket.headers]
+                elif not message.get("more_body", False):
+                    await ticket.settle(_used(failed))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged)
+        finally:
+            ticket = state.get(TICKET)
+            if ticket is not None:
+                await ticket.settle(_used(failed))
+
+
+def _used(failed: bool) -> int | None:
+    """The tokens to charge: those the answer reported, none for an error answer (the provider did
+    no work, or said it did not), else ``None``: the estimate stands (a stream without usage)."""
+    usage = current().tokens()
+    if usage is not None:
+        return usage.input + usage.output
+    return 0 if failed else None

@@ -1,0 +1,307 @@
+"""Rate limits and quotas, end to end: real gateways on loopback in front of the fake providers, the
+in-memory store and a real ``redis-server`` (two gateway processes sharing one limit through it;
+Redis killed mid-test). Each fake answer reports 18 tokens of usage (11 in, 7 out)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from gateway.limits.limiter import format_reset
+
+from .conftest import GatewayFactory
+from .fakes import FakeProviders
+from .processes import gateway_process
+from .redis_server import redis_server
+
+pytestmark = pytest.mark.timeout(45)
+
+KEYS = {"alice": "sk-alice-0123456789abcdef", "bob": "sk-bob-0123456789abcdef"}
+USED = 18  # the fakes' usage: prompt 11 + completion 7
+
+
+def limited(limits: dict[str, Any], **env: str) -> dict[str, str]:
+    keys = ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in KEYS.items())
+    return {"AUTH_ENABLED": "true", "AUTH_API_KEYS": keys, "LIMITS": json.dumps(limits), **env}
+
+
+def body(max_tokens: int | None = None, model: str = "openai/echo", **extra: Any) -> bytes:
+    payload: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+    if max_tokens is not None:
+        payload["max_tokens"] = max_tokens
+    return orjson.dumps(payload)
+
+
+def estimate(content: bytes) -> int:
+    """What the gateway reserves at admission: the body's bytes / 4, plus max_tokens."""
+    return len(content) // 4 + int(orjson.loads(content).get("max_tokens") or 0)
+
+
+async def chat(http: httpx.AsyncClient, url: str, who: str, content: bytes) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {KEYS[who]}", "Content-Type": "application/json"}
+    return await http.post(f"{url}/v1/chat/completions", content=content, headers=headers)
+
+
+def seconds(reset: str) -> float:
+    """OpenAI's reset notation back into seconds: 20ms, 1.5s, 6m0s, 3h2m1s."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:([\d.]+)s)?(?:(\d+)ms)?", reset)
+    assert match and reset, reset
+    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def trio(response: httpx.Response, measure: str) -> tuple[int, int, float]:
+    h = response.headers
+    return (
+        int(h[f"x-ratelimit-limit-{measure}"]),
+        int(h[f"x-ratelimit-remaining-{measure}"]),
+        seconds(h[f"x-ratelimit-reset-{measure}"]),
+    )
+
+
+def test_reset_notation() -> None:
+    assert [format_reset(s) for s in (0.02, 1.5, 30, 59.9995, 60, 360, 3721)] == [
+        "20ms",
+        "1.5s",
+        "30s",
+        "60s",
+        "1m0s",
+        "6m0s",
+        "1h2m1s",
+    ]
+
+
+async def test_no_limits_no_headers(gateway_with: GatewayFactory) -> None:
+    async with gateway_with(**limited({})) as url, httpx.AsyncClient() as http:
+        response = await chat(http, url, "alice", body())
+        assert response.status_code == 200
+        assert not [k for k in response.headers if k.startswith("x-ratelimit")]
+        ready = (await http.get(f"{url}/ready")).json()
+        assert "limits" not in ready["checks"]
+
+
+async def test_a_key_is_refused_at_its_requests_per_minute(gateway_with: GatewayFactory) -> None:
+    env = limited({"default": {"requests_per_minute": 2}})
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        first = await chat(http, url, "alice", body())
+        assert first.status_code == 200
+        assert trio(first, "requests") == (2, 1, 30.0)  # a bucket of 2, one back every 30 s
+        assert "x-ratelimit-limit-tokens" not in first.headers  # no token limit configured
+        second = await chat(http, url, "alice", body())
+        limit, remaining, reset = trio(second, "requests")
+        assert (limit, remaining) == (2, 0) and 59 < reset <= 60
+
+        sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=KEYS["alice"], max_retries=0)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await sdk.chat.completions.create(model="openai/echo", messages=[{"role": "user", "content": "hi"}])
+        error = refused.value
+        assert error.status_code == 429 and error.code == "rate_limit_exceeded" and error.type == "requests"
+        assert "2 requests per minute" in error.message
+        assert 29 <= int(error.response.headers["retry-after"]) <= 30
+        assert trio(error.response, "requests")[:2] == (2, 0)
+        assert len(error.response.headers.get_list("x-ratelimit-limit-requests")) == 1
+
+        other = await chat(http, url, "bob", body())  # every caller has counters of its own
+        assert other.status_code == 200 and trio(other, "requests")[1] == 1
+
+
+async def test_a_key_is_refused_at_its_tokens_per_minute_reserved_then_settled(gateway_with: GatewayFactory) -> None:
+    env = limited({"identities": {"alice": {"tokens_per_minute": 100}}})
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        asked = body(max_tokens=40)
+        reserved = estimate(asked)
+        started = time.monotonic()
+        first = await chat(http, url, "alice", asked)
+        assert first.status_code == 200
+        assert trio(first, "tokens")[:2] == (100, 100 - reserved)  # the estimate is held while it runs
+        assert "x-ratelimit-limit-requests" not in first.headers
+
+        second = await chat(http, url, "alice", asked)  # the first now counts 18 tokens, not its estimate
+        refilled = (time.monotonic() - started) / 0.6 + 1  # 100 per minute: one token back every 0.6 s
+        remaining = trio(second, "tokens")[1]
+        assert 100 - USED - reserved <= remaining <= 100 - USED - reserved + refilled
+
+        greedy = body(max_tokens=70)
+        refused = await chat(http, url, "alice", greedy)
+        assert refused.status_code == 429
+        error = refused.json()["error"]
+        assert error["type"] == "tokens" and error["code"] == "rate_limit_exceeded"
+        assert "100 tokens per minute" in error["message"]
+        left = int(refused.headers["x-ratelimit-remaining-tokens"])  # nothing was taken by the refusal
+        assert 100 - 2 * USED - 1 <= left <= 100 - 2 * USED + refilled + 1
+        wait = int(refused.headers["retry-after"])
+        assert wait >= 1 and abs(wait - (estimate(greedy) - left) * 0.6) <= 2
+
+        small = await chat(http, url, "alice", body(max_tokens=1))  # fits what the settlements gave back
+        assert small.status_code == 200
+
+        alone = await chat(http, url, "alice", body(max_tokens=500))
+        assert alone.status_code == 429 and "This request alone" in alone.json()["error"]["message"]
+
+        bob = await chat(http, url, "bob", body(max_tokens=500))  # bob has no limit: no headers either
+        assert bob.status_code == 200 and not [k for k in bob.headers if k.startswith("x-ratelimit")]
+
+
+async def test_concurrent_requests(gateway_with: GatewayFactory) -> None:
+    env = limited({"default": {"concurrent_requests": 1}})
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        headers = {"Authorization": f"Bearer {KEYS['alice']}", "Content-Type": "application/json"}
+        stream = body(model="openai/hang", stream=True)
+        async with http.stream("POST", f"{url}/v1/chat/completions", content=stream, headers=headers) as held:
+            assert held.status_code == 200
+            await anext(held.aiter_bytes())  # the first event: the request is in flight
+            refused = await chat(http, url, "alice", body())
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert "1 concurrent requests" in refused.json()["error"]["message"]
+            assert (await chat(http, url, "bob", body())).status_code == 200
+        # The client left the stream: the gateway cancels it and frees the slot.
+        async with asyncio.timeout(5):
+            while (response := await chat(http, url, "alice", body())).status_code == 429:
+                await asyncio.sleep(0.02)
+        assert response.status_code == 200
+        for _ in range(3):  # a finished answer frees its slot before its last byte reaches the caller
+            assert (await chat(http, url, "alice", body())).status_code == 200
+
+
+async def test_tokens_per_day_is_a_quota(gateway_with: GatewayFactory) -> None:
+    env = limited({"default": {"tokens_per_day": 50, "requests_per_minute": 100}})
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        asked = body(max_tokens=1)
+        reserved = estimate(asked)
+        assert 50 - 2 * USED < reserved <= 50 - USED  # the third request is the one that does not fit
+        midnight = 86400 - time.time() % 86400
+        first = await chat(http, url, "alice", asked)
+        limit, remaining, reset = trio(first, "tokens")
+        assert (limit, remaining) == (50, 50 - reserved) and abs(reset - midnight) < 5
+        assert trio(first, "requests")[:2] == (100, 99)
+        second = await chat(http, url, "alice", asked)
+        assert second.status_code == 200 and trio(second, "tokens")[1] == 50 - USED - reserved
+        third = await chat(http, url, "alice", asked)
+        assert third.status_code == 429
+        error = third.json()["error"]
+        assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota"
+        assert "50 tokens per day" in error["message"]
+        assert abs(int(third.headers["retry-after"]) - midnight) < 5
+        assert trio(third, "tokens")[1] == 50 - 2 * USED
+
+
+async def test_limits_per_model_or_alias_and_global(gateway_with: GatewayFactory) -> None:
+    env = limited({"models": {"openai/echo": {"requests_per_minute": 2}}, "global": {"requests_per_minute": 3}})
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        assert (await chat(http, url, "alice", body())).status_code == 200
+        assert (await chat(http, url, "bob", body())).status_code == 200
+        refused = await chat(http, url, "alice", body())  # the model's 2 are shared by every caller
+        assert refused.status_code == 429 and "the model openai/echo" in refused.json()["error"]["message"]
+        other = await chat(http, url, "alice", body(model="openai/other"))
+        assert other.status_code == 200 and trio(other, "requests")[:2] == (3, 0)
+        closed = await chat(http, url, "bob", body(model="openai/third"))
+        assert closed.status_code == 429 and "this gateway" in closed.json()["error"]["message"]
+
+
+async def test_two_processes_share_one_limit_through_redis(fake: FakeProviders) -> None:
+    env = limited({"identities": {"alice": {"requests_per_minute": 3}, "bob": {"tokens_per_minute": 100}}})
+    async with (
+        redis_server() as redis,
+        gateway_process(fake, **env, REDIS_URL=redis.url) as one,
+        gateway_process(fake, **env, REDIS_URL=redis.url) as two,
+        httpx.AsyncClient() as http,
+    ):
+        remaining = []
+        for gateway in (one, two, one):
+            response = await chat(http, gateway.url, "alice", body())
+            assert response.status_code == 200
+            remaining.append(trio(response, "requests")[1])
+        assert remaining == [2, 1, 0]
+        refused = await chat(http, two.url, "alice", body())
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert 19 <= int(refused.headers["retry-after"]) <= 20 and trio(refused, "requests")[:2] == (3, 0)
+
+        asked = body(max_tokens=40)
+        reserved = estimate(asked)
+        started = time.monotonic()
+        first = await chat(http, one.url, "bob", asked)
+        assert trio(first, "tokens")[:2] == (100, 100 - reserved)
+        second = await chat(http, two.url, "bob", asked)  # sees the first's settlement, made by the other
+        refilled = (time.monotonic() - started) / 0.6 + 1
+        assert 100 - USED - reserved <= trio(second, "tokens")[1] <= 100 - USED - reserved + refilled
+        refused = await chat(http, one.url, "bob", body(max_tokens=70))
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "tokens"
+
+        ready = (await http.get(f"{two.url}/ready")).json()
+        assert ready["checks"]["limits"] == {"store": "redis", "state": "ok"}
+
+
+async def test_redis_down_fails_open(gateway_with: GatewayFactory, caplog: pytest.LogCaptureFixture) -> None:
+    async with redis_server(password="redis-secret-7f3a9c") as redis:
+        env = limited({"default": {"requests_per_minute": 100}}, REDIS_URL=redis.url)
+        async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+            assert trio(await chat(http, url, "alice", body()), "requests")[1] == 99
+            await redis.stop()
+            with caplog.at_level("ERROR", logger="polyrelay"):
+                response = await chat(http, url, "alice", body())
+            assert response.status_code == 200  # served, unlimited, and said so in the log
+            assert not [k for k in response.headers if k.startswith("x-ratelimit")]
+            assert [r for r in caplog.records if "is unreachable" in r.message and "unlimited" in r.message]
+            assert f"127.0.0.1:{redis.port}" in caplog.text and "redis-secret" not in caplog.text
+            ready = await http.get(f"{url}/ready")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            assert ready.json()["checks"]["limits"] == {"store": "redis", "state": "down, failing open"}
+
+            await redis.start()  # same port, empty: the counters start again
+            ready = await http.get(f"{url}/ready")
+            assert ready.json()["checks"]["limits"]["state"] == "ok"
+            assert trio(await chat(http, url, "alice", body()), "requests")[1] == 99
+
+
+async def test_redis_down_fails_closed(gateway_with: GatewayFactory) -> None:
+    async with redis_server() as redis:
+        env = limited({"default": {"requests_per_minute": 100}}, REDIS_URL=redis.url, LIMITS_FAIL_MODE="closed")
+        async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+            assert (await chat(http, url, "alice", body())).status_code == 200
+            await redis.stop()
+            refused = await chat(http, url, "alice", body())
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "limits_unavailable"
+            ready = await http.get(f"{url}/ready")
+            assert ready.status_code == 503 and ready.json()["status"] == "limits_down"
+            assert ready.json()["checks"]["limits"]["state"] == "down, failing closed"
+
+            await redis.start()
+            assert (await http.get(f"{url}/ready")).status_code == 200
+            assert (await chat(http, url, "alice", body())).status_code == 200
+
+
+async def test_concurrency_and_quota_in_redis(gateway_with: GatewayFactory) -> None:
+    """The Lua scripts' other two counters: a slot held by a stream, and the daily sum settled."""
+    async with redis_server() as redis:
+        env = limited(
+            {"identities": {"alice": {"concurrent_requests": 1}, "bob": {"tokens_per_day": 50}}}, REDIS_URL=redis.url
+        )
+        async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+            headers = {"Authorization": f"Bearer {KEYS['alice']}", "Content-Type": "application/json"}
+            stream = body(model="openai/hang", stream=True)
+            async with http.stream("POST", f"{url}/v1/chat/completions", content=stream, headers=headers) as held:
+                await anext(held.aiter_bytes())
+                assert (await chat(http, url, "alice", body())).status_code == 429
+            async with asyncio.timeout(5):
+                while (response := await chat(http, url, "alice", body())).status_code == 429:
+                    await asyncio.sleep(0.02)
+            assert response.status_code == 200
+
+            asked = body(max_tokens=1)
+            reserved = estimate(asked)
+            assert trio(await chat(http, url, "bob", asked), "tokens")[:2] == (50, 50 - reserved)
+            assert trio(await chat(http, url, "bob", asked), "tokens")[1] == 50 - USED - reserved
+            third = await chat(http, url, "bob", asked)
+            assert third.status_code == 429 and third.json()["error"]["code"] == "insufficient_quota"
+            assert trio(third, "tokens")[1] == 50 - 2 * USED
