@@ -14,7 +14,10 @@ serves, draining or not.
 The body names each check: ``{"status": "ready", "checks": {"http_pool": "ok", "oidc": "off",
 "draining": false, "mcp": {"search": "connected"}}}``, and with model aliases each deployment's
 state (``"aliases": {"fast": {"groq/llama-3.3-70b-versatile": "ejected"}}``: ok, ejected or
-probing); the status is ``starting`` or ``draining`` when not ready. It holds no URL and no
+probing), and with rate limits their store's (``"limits": {"store": "redis", "state": "ok"}``, or
+``down, failing open`` / ``down, failing closed``: Redis is pinged by each probe). The status is
+``starting`` or ``draining`` when not ready, or ``limits_down`` while limits failing closed have
+no store (they refuse every request); failing open, the process stays ready. It holds no URL and no
 secret: MCP servers appear by name.
 """
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,12 @@ import openai
 import orjson
 import pytest
 
-from gateway.limits.limiter import format_reset
+from gateway import Settings
+from gateway.auth import Identity
+from gateway.limits import parse_limits
+from gateway.limits.limiter import Limits, format_reset
+from gateway.limits.store import MemoryStore
+from gateway.settings import SettingsError
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
@@ -305,3 +311,61 @@ async def test_concurrency_and_quota_in_redis(gateway_with: GatewayFactory) -> N
             third = await chat(http, url, "bob", asked)
             assert third.status_code == 429 and third.json()["error"]["code"] == "insufficient_quota"
             assert trio(third, "tokens")[1] == 50 - 2 * USED
+
+
+def test_the_config_files_limits_block(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "limits:\n"
+        "  fail_mode: closed\n"
+        "  identity_claim: team\n"
+        "  default: {requests_per_minute: 60, tokens_per_minute: 1000}\n"
+        "  identities:\n"
+        "    research: {tokens_per_minute: null, tokens_per_day: 5000}\n"
+        "  models:\n"
+        "    fast: {concurrent_requests: 2}\n"
+    )
+    settings = Settings.load({}, config)
+    assert settings.limits_fail_mode == "closed" and settings.limits_identity_claim == "team"
+    names = {c.key: c.limit for c in settings.limits.counters("research", ("fast", "groq/llama"))}
+    assert names == {
+        "id:research:requests_per_minute": 60,
+        "id:research:tokens_per_day": 5000,
+        "model:fast:concurrent_requests": 2,
+    }
+    assert {c.key for c in settings.limits.counters("someone", ())} == {
+        "id:someone:requests_per_minute",
+        "id:someone:tokens_per_minute",
+    }
+    # The environment's JSON wins over the file, as for every setting.
+    assert not Settings.load({"LIMITS": "{}"}, config).limits
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"LIMITS": '{"default": {"requests_per_hour": 5}}'}, "default.requests_per_hour is unknown"),
+        ({"LIMITS": '{"models": {"fast": {"tokens_per_minute": 0}}}'}, "models.fast.tokens_per_minute must be"),
+        ({"LIMITS": '{"callers": {}}'}, "unknown key 'callers'"),
+        ({"LIMITS": "[1, 2]"}, "expected a mapping"),
+        ({"LIMITS_FAIL_MODE": "maybe"}, "LIMITS_FAIL_MODE"),
+        ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL must be"),
+    ],
+)
+def test_bad_limits_stop_start_up(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(named)):
+        Settings.load(env)
+
+
+def test_callers_are_counted_by_the_configured_claim() -> None:
+    limits = Limits(
+        parse_limits('{"default": {"requests_per_minute": 1}}'), MemoryStore(), fail_open=True, claim="team"
+    )
+
+    def caller(identity: Identity | None) -> str:
+        return limits.caller({"state": {"identity": identity}, "client": ("10.1.2.3", 5000)})
+
+    assert caller(Identity("u1", "oidc", claims={"team": "research"})) == "research"
+    assert caller(Identity("u2", "oidc", claims={"team": True})) == "u2"  # not a name: the subject
+    assert caller(Identity("ci-bot", "api_key")) == "ci-bot"
+    assert caller(None) == "address:10.1.2.3"

@@ -233,23 +233,30 @@ def format_reset(seconds: float) -> str:
     return f"{hours}h{minutes}m{rest}s"
 
 
+# Per measure, the header names: (limit, remaining, reset).
+_NAMES = {
+    m: tuple(f"x-ratelimit-{what}-{m}".encode() for what in ("limit", "remaining", "reset"))
+    for m in ("requests", "tokens")
+}
+
+
 def _headers(counters: tuple[Counter, ...], verdict: Verdict) -> list[tuple[bytes, bytes]]:
     """OpenAI's six headers, each trio from the tightest counter of its measure (the one with the
     fewest units left); concurrency has no header of OpenAI's and adds none."""
-    headers: list[tuple[bytes, bytes]] = []
-    for measure in ("requests", "tokens"):
-        found = [
-            (standing, counter)
-            for counter, standing in zip(counters, verdict.standing, strict=True)
-            if counter.measure == measure and counter.kind != "concurrency"
+    tightest: dict[str, tuple[int, float, int]] = {}
+    for counter, (remaining, reset) in zip(counters, verdict.standing, strict=True):
+        if counter.kind != "concurrency":
+            found = tightest.get(counter.measure)
+            if found is None or remaining < found[0]:
+                tightest[counter.measure] = (remaining, reset, counter.limit)
+    headers = []
+    for measure, (remaining, reset, limit) in tightest.items():
+        limit_name, remaining_name, reset_name = _NAMES[measure]
+        headers += [
+            (limit_name, b"%d" % limit),
+            (remaining_name, b"%d" % remaining),
+            (reset_name, format_reset(reset).encode()),
         ]
-        if found:
-            (remaining, reset), counter = min(found, key=lambda item: item[0][0])
-            headers += [
-                (b"x-ratelimit-limit-" + measure.encode(), str(counter.limit).encode()),
-                (b"x-ratelimit-remaining-" + measure.encode(), str(remaining).encode()),
-                (b"x-ratelimit-reset-" + measure.encode(), format_reset(reset).encode()),
-            ]
     return headers
 
 
