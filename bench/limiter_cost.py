@@ -32,12 +32,11 @@ PAYLOAD = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "h
 
 
 async def per_request(limits: Limits, rounds: int) -> float:
-    models = ("openai/gpt-4o", "openai/gpt-4o")
     identity = Identity("alice", "api_key")
     started = time.perf_counter()
     for _ in range(rounds):
         scope: dict[str, Any] = {"state": {"identity": identity}, "client": ("127.0.0.1", 1)}
-        await limits.admit(scope, models, 2048, PAYLOAD)
+        await limits.admit(scope, PAYLOAD, 2048, "openai", "gpt-4o")
         await scope["state"][TICKET].settle(180)
     return (time.perf_counter() - started) / rounds * 1e6
 
@@ -46,7 +45,7 @@ async def unlimited(rounds: int) -> float:
     scope: dict[str, Any] = {"state": {}}
     started = time.perf_counter()
     for _ in range(rounds):
-        await UNLIMITED.admit(scope, ("openai/gpt-4o",), 2048, PAYLOAD)
+        await UNLIMITED.admit(scope, PAYLOAD, 2048, "openai", "gpt-4o")
     return (time.perf_counter() - started) / rounds * 1e6
 
 
@@ -76,6 +75,10 @@ async def main() -> None:
             await asyncio.sleep(0.3)
             store = RedisStore(f"redis://127.0.0.1:{port}/0")
             await per_request(limits(store), 500)
+            started = time.perf_counter()
+            for _ in range(5_000):
+                await store.ping()
+            print(f"redis PING (context): {(time.perf_counter() - started) / 5_000 * 1e6:.1f} µs per round trip")
             print(f"redis (loopback):    {await per_request(limits(store), 10_000):.1f} µs per request")
             await store.close()
         finally:

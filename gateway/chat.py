@@ -77,7 +77,7 @@ class ChatEndpoint:
                 code="vision_disabled",
             )
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
-        await self.limits.admit(request.scope, (payload["model"].strip(), f"{provider.id}/{model}"), len(body), payload)
+        await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         runner = self.direct if bypassed(request) else self.runner
         alias = settings.aliases.get(payload["model"].strip()) if exchange.selected is not None else None
         if alias is None:

@@ -369,3 +369,35 @@ def test_callers_are_counted_by_the_configured_claim() -> None:
     assert caller(Identity("u2", "oidc", claims={"team": True})) == "u2"  # not a name: the subject
     assert caller(Identity("ci-bot", "api_key")) == "ci-bot"
     assert caller(None) == "address:10.1.2.3"
+
+
+async def test_an_alias_has_limits_of_its_own(gateway_with: GatewayFactory, tmp_path: Path) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("models:\n  fast:\n    deployments:\n      - {provider: groq, model: llama-3.3-70b-versatile}\n")
+    env = limited(
+        {"models": {"fast": {"requests_per_minute": 1}}}, ROUTING_ENABLED="true", ROUTING_CONFIG_PATH=str(routing)
+    )
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        served = await chat(http, url, "alice", body(model="fast"))
+        assert served.status_code == 200 and served.headers["x-selected-provider"] == "groq"
+        refused = await chat(http, url, "bob", body(model="fast"))
+        assert refused.status_code == 429 and "the model fast" in refused.json()["error"]["message"]
+        direct = await chat(http, url, "bob", body(model="groq/llama-3.3-70b-versatile"))
+        assert direct.status_code == 200 and "x-ratelimit-limit-requests" not in direct.headers
+
+
+async def test_a_stream_is_settled_from_its_usage_event(gateway_with: GatewayFactory) -> None:
+    env = limited({"default": {"tokens_per_day": 1000}})
+    async with gateway_with(**env) as url:
+        sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=KEYS["alice"], max_retries=0)
+        messages: Any = [{"role": "user", "content": "hi"}]
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="openai/echo", messages=messages, stream=True, stream_options={"include_usage": True}, max_tokens=300
+        )
+        reserved = 1000 - int(raw.headers["x-ratelimit-remaining-tokens"])
+        assert reserved > 300  # the prompt's estimate and max_tokens, held while it streams
+        chunks = [chunk async for chunk in raw.parse()]
+        assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == USED
+        async with httpx.AsyncClient() as http:
+            after = await chat(http, url, "alice", body())
+        assert trio(after, "tokens")[1] == 1000 - USED - estimate(body())  # 18 charged, not the reservation

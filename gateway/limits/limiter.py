@@ -8,7 +8,7 @@ tokens are replaced by those the answer reported (none when it failed; the estim
 usage was reported), and the concurrency slot is freed.
 
     limits = Limits(rules, MemoryStore(), fail_open=True, claim="")
-    await limits.admit(request.scope, ("fast", "groq/llama-3.3-70b-versatile"), len(body), payload)
+    await limits.admit(request.scope, payload, len(body), "groq", "llama-3.3-70b-versatile")
 
 When no limit is configured, ``create_app`` gives the routes ``UNLIMITED`` instead (and no middleware).
 """
@@ -51,7 +51,7 @@ class RateLimited(APIError):
 class Unlimited:
     """The routes' limiter when no limit is configured: admits everything, costs one call."""
 
-    async def admit(self, scope: Scope, models: tuple[str, ...], size: int, payload: Mapping[str, Any]) -> None:
+    async def admit(self, scope: Scope, payload: Mapping[str, Any], size: int, provider: str, model: str) -> None:
         return None
 
 
@@ -102,7 +102,7 @@ class Limits:
         self.claim = claim
         self.down: str | None = None  # why the store failed last, until it answers again
         self._down_until = 0.0
-        self._counters: dict[tuple[str, tuple[str, ...]], tuple[Counter, ...]] = {}
+        self._counters: dict[tuple[str, str, str, str], tuple[Counter, ...]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits | None:
@@ -123,12 +123,15 @@ class Limits:
             claim=settings.limits_identity_claim,
         )
 
-    async def admit(self, scope: Scope, models: tuple[str, ...], size: int, payload: Mapping[str, Any]) -> None:
-        """Reserve the request's cost, or raise ``RateLimited`` (429, with ``Retry-After``)."""
+    async def admit(self, scope: Scope, payload: Mapping[str, Any], size: int, provider: str, model: str) -> None:
+        """Reserve the cost of a request for ``payload["model"]`` (an alias, or a model) routed to
+        ``provider``'s ``model``, of ``size`` bytes; or raise ``RateLimited`` (429, with ``Retry-After``)."""
         caller = self.caller(scope)
-        counters = self._counters.get((caller, models))
+        cached = (caller, payload["model"], provider, model)
+        counters = self._counters.get(cached)
         if counters is None:
-            counters = self._counters[(caller, models)] = self.rules.counters(caller, models)
+            models = (payload["model"].strip(), f"{provider}/{model}")
+            counters = self._counters[cached] = self.rules.counters(caller, models)
             if len(self._counters) > _CACHED:
                 self._counters.clear()
         if not counters:
