@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Provider, Timeouts, build_adapter
+from providers.capacity import CappedClient
 from providers.retry import RetryingClient, RetryPolicy
 
 from .auth import ApiKeys, AuthMiddleware
@@ -173,7 +174,12 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpClient:
-    """The client a provider's adapter calls through: with retries, unless they are off for it."""
+    """The client a provider's adapter calls through: with its cap on calls in flight, if any, and
+    retries, unless they are off for it (the cap inside: a retry's wait holds no slot)."""
+    cap = settings.upstream_max_in_flight if provider.max_in_flight is None else provider.max_in_flight
+    if cap:
+        named = f"{provider.spec.env_prefix}_MAX_IN_FLIGHT" if provider.max_in_flight else "UPSTREAM_MAX_IN_FLIGHT"
+        http = CappedClient(http, cap, provider.id, named)
     retries = settings.upstream_retries if provider.retries is None else provider.retries
     if retries == 0:
         return http

@@ -189,17 +189,18 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
-def _provider_retries(values: Mapping[str, str], prefix: str) -> int | None:
-    raw = values.get(f"{prefix}_RETRIES")
+def _provider_count(values: Mapping[str, str], name: str) -> int | None:
+    """A provider's own count (``<ID>_RETRIES``, ``<ID>_MAX_IN_FLIGHT``), or ``None`` when unset."""
+    raw = values.get(name)
     if raw is None or not raw.strip():
         return None
     try:
-        retries = parse_int(raw)
+        count = parse_int(raw)
     except ValueError as exc:
-        raise SettingsError(f"{prefix}_RETRIES={raw!r} is not valid: {exc}.") from None
-    if retries < 0:
-        raise SettingsError(f"{prefix}_RETRIES must be 0 or more.")
-    return retries
+        raise SettingsError(f"{name}={raw!r} is not valid: {exc}.") from None
+    if count < 0:
+        raise SettingsError(f"{name} must be 0 or more.")
+    return count
 
 
 @dataclass(frozen=True)
@@ -567,6 +568,14 @@ SETTINGS: tuple[Var, ...] = (
         "The longest Retry-After waited for before retrying; a longer one is relayed to the caller.",
     ),
     Var(
+        "UPSTREAM_MAX_IN_FLIGHT",
+        "upstream_max_in_flight",
+        parse_int,
+        "0",
+        "Most calls in flight to each provider, per process; one more gets 503 at once (an alias falls back). "
+        "0: no cap. <ID>_MAX_IN_FLIGHT sets it for one provider.",
+    ),
+    Var(
         "LIMITS",
         "limits",
         parse_limits,
@@ -704,6 +713,7 @@ class Settings:
     mcp_polling_timeout: float = 5.0
     upstream_retries: int = 2
     upstream_retry_after_max: float = 10.0
+    upstream_max_in_flight: int = 0
     limits: Rules = field(default_factory=Rules)
     limits_fail_mode: str = "open"
     limits_identity_claim: str = ""
@@ -745,7 +755,8 @@ class Settings:
                 spec,
                 url=values.get(f"{spec.env_prefix}_API_URL") or spec.url,
                 api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
-                retries=_provider_retries(values, spec.env_prefix),
+                retries=_provider_count(values, f"{spec.env_prefix}_RETRIES"),
+                max_in_flight=_provider_count(values, f"{spec.env_prefix}_MAX_IN_FLIGHT"),
             )
             for pid, spec in registry.items()
         }

@@ -164,7 +164,8 @@ async def test_concurrent_requests(gateway_with: GatewayFactory) -> None:
         stream = body(model="openai/hang", stream=True)
         async with http.stream("POST", f"{url}/v1/chat/completions", content=stream, headers=headers) as held:
             assert held.status_code == 200
-            await anext(held.aiter_bytes())  # the first event: the request is in flight
+            events = held.aiter_bytes()  # kept: a dropped iterator would close the stream
+            await anext(events)  # the first event: the request is in flight
             refused = await chat(http, url, "alice", body())
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "1"
@@ -297,7 +298,8 @@ async def test_concurrency_and_quota_in_redis(gateway_with: GatewayFactory) -> N
             headers = {"Authorization": f"Bearer {KEYS['alice']}", "Content-Type": "application/json"}
             stream = body(model="openai/hang", stream=True)
             async with http.stream("POST", f"{url}/v1/chat/completions", content=stream, headers=headers) as held:
-                await anext(held.aiter_bytes())
+                events = held.aiter_bytes()  # kept: a dropped iterator would close the stream
+                await anext(events)
                 assert (await chat(http, url, "alice", body())).status_code == 429
             async with asyncio.timeout(5):
                 while (response := await chat(http, url, "alice", body())).status_code == 429:
@@ -401,3 +403,44 @@ async def test_a_stream_is_settled_from_its_usage_event(gateway_with: GatewayFac
         async with httpx.AsyncClient() as http:
             after = await chat(http, url, "alice", body())
         assert trio(after, "tokens")[1] == 1000 - USED - estimate(body())  # 18 charged, not the reservation
+
+
+async def test_a_cap_on_calls_in_flight_to_a_provider(gateway_with: GatewayFactory, tmp_path: Path) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        "models:\n  pool:\n    deployments:\n"
+        "      - {provider: groq, model: echo}\n      - {provider: openai, model: echo}\n"
+    )
+    env = {
+        "GROQ_MAX_IN_FLIGHT": "1",
+        "UPSTREAM_RETRIES": "2",
+        "ROUTING_ENABLED": "true",
+        "ROUTING_CONFIG_PATH": str(routing),
+    }
+    async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+        headers = {"Content-Type": "application/json"}
+
+        async def ask(content: bytes) -> httpx.Response:
+            return await http.post(f"{url}/v1/chat/completions", content=content, headers=headers)
+
+        # Errors, retried ones included, give their slot back.
+        assert (await ask(body(model="groq/error-400"))).status_code == 400
+        assert (await ask(body(model="groq/error-503"))).status_code == 503
+        stream = body(model="groq/hang", stream=True)
+        async with http.stream("POST", f"{url}/v1/chat/completions", content=stream, headers=headers) as held:
+            events = held.aiter_bytes()  # kept: a dropped iterator would close the stream
+            await anext(events)
+            full = await ask(body(model="groq/echo"))
+            assert full.status_code == 503 and full.headers["retry-after"] == "1"
+            error = full.json()["error"]
+            assert error["code"] == "upstream_capacity" and "GROQ_MAX_IN_FLIGHT" in error["message"]
+            assert (await ask(body(model="openai/echo"))).status_code == 200  # other providers: no cap
+            covered = await ask(body(model="pool"))  # the alias's next deployment serves at once
+            assert covered.status_code == 200 and covered.headers["x-selected-provider"] == "openai"
+        async with asyncio.timeout(5):
+            while (response := await ask(body(model="groq/echo"))).status_code == 503:
+                await asyncio.sleep(0.02)
+        assert response.status_code == 200
+        for _ in range(3):
+            assert (await ask(body(model="groq/echo", stream=True))).status_code == 200
+            assert (await ask(body(model="groq/echo"))).status_code == 200
