@@ -22,6 +22,7 @@ import orjson
 
 from .errors import UpstreamInvalidAnswer, UpstreamStatusError
 from .model_lists import FORMATS, ModelInfo, list_models
+from .rate_limits import rate_limit_headers
 from .redact import Redactor
 from .registry import Provider
 from .sampling import sampled
@@ -203,7 +204,8 @@ class Adapter(ABC):
         finally:
             response.close()
         status = self.status_map.get(response.status, response.status)
-        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"))
+        headers = response.headers
+        raise upstream_error(self.provider, status, body, headers.get("Retry-After"), rate_limit_headers(headers))
 
 
 def looks_like_json_object(body: bytes) -> bool:
@@ -223,8 +225,15 @@ def looks_like_json_object(body: bytes) -> bool:
 _WHITESPACE = b" \t\r\n"
 
 
-def upstream_error(provider: Provider, status: int, body: bytes, retry_after: str | None = None) -> UpstreamStatusError:
-    """The provider's error answer as ours: same status, its message, type and code kept."""
+def upstream_error(
+    provider: Provider,
+    status: int,
+    body: bytes,
+    retry_after: str | None = None,
+    relayed: Mapping[str, str] | None = None,
+) -> UpstreamStatusError:
+    """The provider's error answer as ours: same status, its message, type and code kept, and its
+    ``Retry-After`` and rate-limit headers (``relayed``) passed on."""
     message, kind, code, param = _error_fields(body)
     if kind not in OPENAI_ERROR_TYPES:
         # A provider's own vocabulary (Anthropic's overloaded_error, Google's RESOURCE_EXHAUSTED)
@@ -236,7 +245,9 @@ def upstream_error(provider: Provider, status: int, body: bytes, retry_after: st
     redactor = Redactor.of(provider.secrets)  # the body's bytes are masked already; this catches a key JSON-escaped
     if redactor is not None:
         message = redactor.text(message)
-    headers = {"Retry-After": retry_after} if retry_after else None
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    if relayed:
+        headers.update(relayed)
     return UpstreamStatusError(
         status,
         f"{provider.id}: {message}",

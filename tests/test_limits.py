@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import httpx
 import openai
 import orjson
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway import Settings
 from gateway.auth import Identity
@@ -23,6 +26,7 @@ from gateway.limits import parse_limits
 from gateway.limits.limiter import Limits, format_reset
 from gateway.limits.store import MemoryStore
 from gateway.settings import SettingsError
+from providers.rate_limits import rate_limit_headers
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
@@ -444,3 +448,72 @@ async def test_a_cap_on_calls_in_flight_to_a_provider(gateway_with: GatewayFacto
         for _ in range(3):
             assert (await ask(body(model="groq/echo", stream=True))).status_code == 200
             assert (await ask(body(model="groq/echo"))).status_code == 200
+
+
+OPENAI_LIMITED = {
+    "x-ratelimit-limit-requests": "500",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "120ms",
+    "x-ratelimit-limit-tokens": "30000",
+    "x-ratelimit-remaining-tokens": "29000",
+    "x-ratelimit-reset-tokens": "2s",
+    "retry-after": "20",
+}
+
+
+async def test_a_providers_own_429_is_relayed_with_its_rate_limit_headers(gateway_with: GatewayFactory) -> None:
+    """OpenAI's own refusal, as its API sends it: the caller sees its status, message and headers,
+    after the retries gave up (Retry-After beyond UPSTREAM_RETRY_AFTER_MAX), and not ours on top."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        error = {"message": "Rate limit reached for gpt-4o on requests per min (RPM)", "type": "requests"}
+        return web.json_response(
+            {"error": {**error, "code": "rate_limit_exceeded", "param": None}}, status=429, headers=OPENAI_LIMITED
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", refuse)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    env = limited(
+        {"default": {"requests_per_minute": 50}},
+        OPENAI_API_URL=f"http://127.0.0.1:{port}/v1",
+        UPSTREAM_RETRIES="2",
+        UPSTREAM_RETRY_AFTER_MAX="1s",
+    )
+    try:
+        async with gateway_with(**env) as url, httpx.AsyncClient() as http:
+            refused = await chat(http, url, "alice", body(model="openai/gpt-4o"))
+            assert refused.status_code == 429
+            assert {k: refused.headers.get_list(k) for k in OPENAI_LIMITED} == {
+                k: [v] for k, v in OPENAI_LIMITED.items()
+            }
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+            served = await chat(http, url, "alice", body(model="groq/echo"))
+            assert trio(served, "requests")[:2] == (50, 48)  # the refused call counted as a request
+    finally:
+        await runner.cleanup()
+
+
+def test_anthropics_rate_limit_headers_in_openais_names() -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    relayed = rate_limit_headers(
+        CIMultiDict(
+            {
+                "Anthropic-RateLimit-Requests-Limit": "50",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": soon,
+                "anthropic-ratelimit-tokens-limit": "40000",
+            }
+        )
+    )
+    reset = relayed.pop("x-ratelimit-reset-requests")
+    assert relayed == {
+        "x-ratelimit-limit-requests": "50",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-limit-tokens": "40000",
+    }
+    assert 28 <= seconds(reset) <= 30

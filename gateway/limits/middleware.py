@@ -1,7 +1,8 @@
 """``LimitsMiddleware``: puts a limited caller's standing on its answer and settles the request.
 
 Built by ``create_app`` only when a limit is configured. A route's ``Limits.admit`` leaves a
-``Ticket`` in the scope; on the answer's start this adds the ticket's ``x-ratelimit-*`` headers,
+``Ticket`` in the scope; on the answer's start this adds the ticket's ``x-ratelimit-*`` headers
+(unless the answer is a provider's refusal that carries its own),
 and before the answer's last byte is sent (so the caller's next request already sees it) it
 settles: the tokens the answer reported replace the estimate, and the concurrency slot is freed.
 A request that ends otherwise (the client left, an error) is settled when the app returns.
@@ -34,7 +35,10 @@ class LimitsMiddleware:
             if ticket is not None:
                 if message["type"] == "http.response.start":
                     failed = message["status"] >= 400
-                    message["headers"] = [*message.get("headers", ()), *ticket.headers]
+                    headers = message.get("headers", ())
+                    # A provider's refusal relayed with its own rate-limit headers: those explain it.
+                    if not (failed and any(k.startswith(b"x-ratelimit-") for k, _ in headers)):
+                        message["headers"] = [*headers, *ticket.headers]
                 elif not message.get("more_body", False):
                     await ticket.settle(_used(failed))
             await send(message)
