@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import Scope
@@ -58,31 +58,43 @@ class Unlimited:
 UNLIMITED = Unlimited()
 
 
+class _Plan:
+    """The counters of one (caller, model) pair, and what they need, worked out once."""
+
+    __slots__ = ("counters", "leased", "tokens", "uses_tokens")
+
+    def __init__(self, counters: tuple[Counter, ...]) -> None:
+        self.counters = counters
+        self.tokens = tuple(c.measure == "tokens" for c in counters)  # which take the token estimate
+        self.uses_tokens = any(self.tokens)  # else the answer's usage is never read
+        self.leased = any(c.kind == "concurrency" for c in counters)  # a slot to free at the end
+
+
 class Ticket:
     """One admitted request: what it reserved, for the settlement and the answer's headers."""
 
-    __slots__ = ("counters", "estimate", "headers", "lease", "limits")
+    __slots__ = ("counters", "estimate", "headers", "lease", "limits", "tokens")
 
     def __init__(
-        self,
-        limits: Limits,
-        counters: tuple[Counter, ...],
-        estimate: int,
-        lease: str,
-        headers: list[tuple[bytes, bytes]],
+        self, limits: Limits, plan: _Plan, estimate: int, lease: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
         self.limits = limits
-        self.counters: tuple[Counter, ...] | None = counters
+        self.counters: tuple[Counter, ...] | None = plan.counters
         self.estimate = estimate
         self.lease = lease
         self.headers = headers
+        self.tokens = plan.uses_tokens
 
-    async def settle(self, used: int | None) -> None:
-        """Replace the reserved tokens by ``used`` (``None``: keep the estimate) and free the slot; once."""
+    async def settle(self, used: Callable[[], int | None]) -> None:
+        """Replace the reserved tokens by ``used()`` (``None``: keep the estimate) and free the slot; once."""
         counters, self.counters = self.counters, None
         if counters is None:
             return
-        delta = 0 if used is None else used - self.estimate
+        delta = 0
+        if self.tokens and (tokens := used()) is not None:
+            delta = tokens - self.estimate
+        if not delta and not self.lease:  # the estimate was right, or stands, and no slot is held
+            return
         due = [
             (c, 1 if c.kind == "concurrency" else delta)
             for c in counters
@@ -102,7 +114,7 @@ class Limits:
         self.claim = claim
         self.down: str | None = None  # why the store failed last, until it answers again
         self._down_until = 0.0
-        self._counters: dict[tuple[str, str, str, str], tuple[Counter, ...]] = {}
+        self._plans: dict[tuple[str, str, str, str], _Plan] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits | None:
@@ -128,24 +140,26 @@ class Limits:
         ``provider``'s ``model``, of ``size`` bytes; or raise ``RateLimited`` (429, with ``Retry-After``)."""
         caller = self.caller(scope)
         cached = (caller, payload["model"], provider, model)
-        counters = self._counters.get(cached)
-        if counters is None:
-            models = (payload["model"].strip(), f"{provider}/{model}")
-            counters = self._counters[cached] = self.rules.counters(caller, models)
-            if len(self._counters) > _CACHED:
-                self._counters.clear()
+        plan = self._plans.get(cached)
+        if plan is None:
+            plan = self._plans[cached] = _Plan(
+                self.rules.counters(caller, (payload["model"].strip(), f"{provider}/{model}"))
+            )
+            if len(self._plans) > _CACHED:
+                self._plans.clear()
+        counters = plan.counters
         if not counters:
             return
         estimate = size // 4 + _max_tokens(payload)
-        costs = [estimate if c.measure == "tokens" else 1 for c in counters]
-        lease = os.urandom(8).hex()
+        costs = [estimate if tokens else 1 for tokens in plan.tokens]
+        lease = os.urandom(8).hex() if plan.leased else ""
         verdict = await self._admit(counters, costs, lease)
         if verdict is None:
             return  # the store is down and the limits fail open
         headers = _headers(counters, verdict)
         if verdict.refused is not None:
             raise _refusal(counters[verdict.refused], verdict, estimate, headers)
-        scope.setdefault("state", {})[TICKET] = Ticket(self, counters, estimate, lease, headers)
+        scope.setdefault("state", {})[TICKET] = Ticket(self, plan, estimate, lease, headers)
 
     def caller(self, scope: Scope) -> str:
         """Whose counters: the configured claim's value, else the key name or token subject, else

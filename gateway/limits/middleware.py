@@ -40,7 +40,7 @@ class LimitsMiddleware:
                     if not (failed and any(k.startswith(b"x-ratelimit-") for k, _ in headers)):
                         message["headers"] = [*headers, *ticket.headers]
                 elif not message.get("more_body", False):
-                    await ticket.settle(_used(failed))
+                    await ticket.settle(_errored if failed else _used)
             await send(message)
 
         try:
@@ -48,13 +48,16 @@ class LimitsMiddleware:
         finally:
             ticket = state.get(TICKET)
             if ticket is not None:
-                await ticket.settle(_used(failed))
+                await ticket.settle(_errored if failed else _used)
 
 
-def _used(failed: bool) -> int | None:
-    """The tokens to charge: those the answer reported, none for an error answer (the provider did
-    no work, or said it did not), else ``None``: the estimate stands (a stream without usage)."""
+def _used() -> int | None:
+    """The tokens to charge for an answer: those it reported, else ``None``: the estimate stands
+    (a stream without usage, a client that left)."""
     usage = current().tokens()
-    if usage is not None:
-        return usage.input + usage.output
-    return 0 if failed else None
+    return None if usage is None else usage.input + usage.output
+
+
+def _errored() -> int | None:
+    """An error answer: what it reported, else nothing (the provider did no work, or said it did not)."""
+    return _used() or 0
