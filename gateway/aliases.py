@@ -43,7 +43,12 @@ __all__ = ["STRATEGIES", "Alias", "AliasError", "Aliases", "Ejection", "Target"]
 
 log = logging.getLogger("polyrelay")
 
-STRATEGIES = ("round_robin",)
+# round_robin: in turn (by weight); priority: the first healthy in the file's order (the others
+# are its fallbacks); lowest_latency: the healthy one answering fastest lately (EWMA of the time to
+# its answer or first event; one not measured yet goes first); least_in_flight: the healthy one with
+# the fewest requests under way (streams count until they end).
+STRATEGIES = ("round_robin", "priority", "lowest_latency", "least_in_flight")
+_EWMA = 0.3  # the weight of the newest latency
 
 
 class AliasError(ValueError):
@@ -64,54 +69,102 @@ class Ejection:
 
 
 class _Health:
-    __slots__ = ("failures", "out_until", "probing")
+    __slots__ = ("failures", "in_flight", "latency", "out_until", "probing")
 
     def __init__(self) -> None:
         self.failures: list[float] = []  # monotonic times of recent failures
         self.out_until = 0.0  # ejected until then
         self.probing = False  # its half-open request is in flight
+        self.latency: float | None = None  # EWMA of its answers' latency, seconds
+        self.in_flight = 0
+
+
+def _smooth_turns(targets: tuple[Target, ...], weights: tuple[int, ...]) -> list[Target]:
+    """One cycle of smooth weighted round robin: weights 3 and 1 give A A B A, not A A A B."""
+    current = [0] * len(targets)
+    total = sum(weights)
+    turns = []
+    for _ in range(total):
+        current = [c + w for c, w in zip(current, weights, strict=True)]
+        best = max(range(len(targets)), key=lambda i: current[i])
+        current[best] -= total
+        turns.append(targets[best])
+    return turns
 
 
 class Alias:
-    def __init__(self, name: str, strategy: str, targets: tuple[Target, ...], ejection: Ejection = Ejection()) -> None:
+    def __init__(
+        self,
+        name: str,
+        strategy: str,
+        targets: tuple[Target, ...],
+        ejection: Ejection = Ejection(),
+        weights: tuple[int, ...] | None = None,
+    ) -> None:
         self.name = name
         self.strategy = strategy
         self.targets = targets
         self.ejection = ejection
-        self._turns = itertools.cycle(targets)
+        self.weights = weights or (1,) * len(targets)
+        self._turns = itertools.cycle(_smooth_turns(targets, self.weights))
         self._health = {target: _Health() for target in targets}
 
     def pick(self) -> Target:
-        """The deployment that serves the next request: the next in turn that is not ejected (one
-        event loop: no lock needed). When all are out, the one back soonest."""
+        """The deployment that serves the next request, by the strategy, among those not ejected
+        (one event loop: no lock needed). When all are out, the one back soonest."""
         now = time.monotonic()
-        for _ in range(len(self.targets)):
-            target = next(self._turns)
-            if self._usable(target, now):
-                return target
-        return min(self.targets, key=lambda t: self._health[t].out_until)
+        if self.strategy == "priority":
+            found = next((t for t in self.targets if self._usable(t, now)), None)
+        elif self.strategy in ("lowest_latency", "least_in_flight"):
+            usable = [t for t in self.targets if self._usable(t, now, probe=False)]
+            key = self._latency if self.strategy == "lowest_latency" else self._in_flight
+            found = min(usable, key=key) if usable else None
+            if found is not None:
+                self._usable(found, now)  # a cooled-down one chosen is its probe
+        else:
+            found = next(
+                (t for t in (next(self._turns) for _ in range(sum(self.weights))) if self._usable(t, now)), None
+            )
+        return found or min(self.targets, key=lambda t: self._health[t].out_until)
+
+    def _in_flight(self, target: Target) -> int:
+        return self._health[target].in_flight
+
+    def begin(self, target: Target) -> None:
+        """A request to ``target`` is under way (until ``end``)."""
+        self._health[target].in_flight += 1
+
+    def end(self, target: Target) -> None:
+        self._health[target].in_flight -= 1
+
+    def _latency(self, target: Target) -> float:
+        measured = self._health[target].latency
+        return -1.0 if measured is None else measured  # not measured yet: tried first
 
     def fallbacks(self, first: Target) -> list[Target]:
-        """The deployments to try after ``first`` failed, in the file's order from it; ejected ones
-        are left out."""
+        """The deployments to try after ``first`` failed: the file's order from it (priority: from
+        the top); ejected ones are left out."""
         at = self.targets.index(first)
         now = time.monotonic()
-        rotated = self.targets[at + 1 :] + self.targets[:at]
-        return [t for t in rotated if self._usable(t, now)]
+        order = self.targets if self.strategy == "priority" else self.targets[at + 1 :] + self.targets[:at]
+        return [t for t in order if t != first and self._usable(t, now)]
 
-    def _usable(self, target: Target, now: float) -> bool:
+    def _usable(self, target: Target, now: float, probe: bool = True) -> bool:
         health = self._health[target]
         if health.out_until <= 0:
             return True
         if now < health.out_until or health.probing:
             return False
-        health.probing = True  # the cool-down is over: this request is its probe
+        if probe:
+            health.probing = True  # the cool-down is over: this request is its probe
         return True
 
-    def succeeded(self, target: Target) -> None:
+    def succeeded(self, target: Target, latency: float | None = None) -> None:
         health = self._health[target]
         health.failures.clear()
         health.out_until, health.probing = 0.0, False
+        if latency is not None:
+            health.latency = latency if health.latency is None else (1 - _EWMA) * health.latency + _EWMA * latency
 
     def failed(self, target: Target) -> None:
         health, rule, now = self._health[target], self.ejection, time.monotonic()
@@ -179,7 +232,7 @@ def _alias(name: str, entry: Any, providers: Mapping[str, Provider], path: str |
     deployments = entry.get("deployments")
     if not isinstance(deployments, list) or not deployments:
         raise AliasError(f"{where}: 'deployments' must be a non-empty list of {{provider, model}}.")
-    targets = []
+    targets, weights = [], []
     for index, deployment in enumerate(deployments):
         if not isinstance(deployment, dict):
             raise AliasError(f"{where}: deployments[{index}] must be a mapping with 'provider' and 'model'.")
@@ -195,10 +248,14 @@ def _alias(name: str, entry: Any, providers: Mapping[str, Provider], path: str |
                 f"{where}: deployments[{index}] uses provider '{pid}', which is not configured "
                 f"(set {provider.spec.env_prefix}_API_KEY)."
             )
+        weight = deployment.get("weight", 1)
+        if type(weight) is not int or weight < 1:
+            raise AliasError(f"{where}: deployments[{index}].weight must be a whole number of at least 1.")
         targets.append(Target(pid, model.strip()))
+        weights.append(weight)
     if len(set(targets)) != len(targets):
         raise AliasError(f"{where}: a deployment is listed twice.")
-    return Alias(name, str(strategy), tuple(targets), _ejection(entry.get("ejection"), where))
+    return Alias(name, str(strategy), tuple(targets), _ejection(entry.get("ejection"), where), tuple(weights))
 
 
 def _ejection(entry: Any, where: str) -> Ejection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -25,16 +26,20 @@ from providers.retry import RetryingClient, RetryPolicy
 
 from .auth import ApiKeys, AuthMiddleware
 from .chat import ChatEndpoint
+from .embeddings import EmbeddingsEndpoint
 from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
 from .limits.limiter import UNLIMITED, Limits
 from .limits.middleware import LimitsMiddleware
 from .mcp import MCP
+from .messages import MessagesEndpoint, NativeRelay
 from .models import ModelsEndpoint
 from .policy import ModelPolicy
 from .proxy import METHODS, ProxyEndpoint
 from .readiness import Readiness
+from .relayed import relayed_routes
+from .responses import ResponsesEndpoint
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.middleware import TelemetryMiddleware
@@ -45,6 +50,9 @@ __all__ = ["app_from_environment", "create_app"]
 log = logging.getLogger("polyrelay")
 
 _HEALTHY = b'{"message":"OK"}'
+_CONVERTED = re.compile(r"{(\w+):\w+}")
+# What Anthropic's SDK sends from a browser (its key, its API version and betas), for CORS.
+ANTHROPIC_HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta")
 
 
 async def health(request: Request) -> Response:
@@ -54,7 +62,7 @@ async def health(request: Request) -> Response:
 def adapter_timeouts(settings: Settings) -> AdapterTimeouts:
     connect = settings.client_response_header_timeout or None
     return AdapterTimeouts(
-        chat=Timeouts(connect=connect, total=settings.client_timeout or None),
+        chat=Timeouts(connect=connect, total=settings.upstream_timeout or None),
         stream=Timeouts(connect=connect, headers=connect, idle=settings.server_write_timeout or None),
         models=Timeouts(connect=connect, total=connect),
     )
@@ -66,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         ClientOptions(
             max_connections=settings.client_max_conns,
             keepalive_timeout=settings.client_idle_conn_timeout,
+            tls_1_3_only=settings.client_tls_min_version == "TLS13",
         )
     )
     options = AdapterOptions(
@@ -94,6 +103,42 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/metrics", push.handle, methods=["POST"]),
         Route("/proxy/{provider}/{path:path}", proxy.handle, methods=METHODS),
     ]
+
+    # -- POST /v1/embeddings (relayed to OpenAI-compatible providers, translated for Gemini and Cohere)
+    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
+    routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
+
+    # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
+    # (completions, moderations, images, audio); their calls are client spans with tracing on.
+    routes.append(Route("/v1/models/{model:path}", models.retrieve, methods=["GET"]))
+    routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy)
+    # --
+    # Anthropic's Messages API, relayed natively or translated to chat for every provider.
+    messages = MessagesEndpoint(
+        settings,
+        telemetry.wrap_adapters(adapters),
+        policy,
+        mcp.runner,
+        NativeRelay(telemetry.wrap_client(http), adapters, options.timeouts),
+    )
+    routes += [
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+    ]
+    if settings.routing_strategy == "path":  # ANTHROPIC_BASE_URL=http://gateway/<model> in Claude Code
+        routes += [
+            Route("/{model:path}/v1/messages", messages.create, methods=["POST"]),
+            Route("/{model:path}/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        ]
+
+    # -- POST /v1/responses: relayed to providers that serve it, translated through chat for the rest.
+    responses = ResponsesEndpoint(
+        settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
+    )
+    routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
+    if settings.routing_strategy == "path":
+        routes.append(Route("/{model:path}/v1/responses", responses.handle, methods=["POST"]))
+    # -- end of /v1/responses
     if settings.routing_strategy == "path":
         # The model, URL-encoded, as the first segment: base_url=http://gateway/<model>/v1 in an SDK.
         routes.append(Route("/{model:path}/v1/chat/completions", chat.handle, methods=["POST"]))
@@ -101,7 +146,7 @@ def create_app(settings: Settings) -> Starlette:
     oidc = None
     templates: dict[Callable[..., object], str] = {}  # an endpoint is counted under its first route
     for route in routes:
-        templates.setdefault(route.endpoint, route.path.replace("{path:path}", "{path}"))
+        templates.setdefault(route.endpoint, _CONVERTED.sub(r"{\1}", route.path))  # {model:path} -> {model}
     middleware = [Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates)]
     if settings.cors_allowed_origins:
         middleware.append(
@@ -109,7 +154,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", settings.routing_header_name],
+                allow_headers=["Authorization", "Content-Type", settings.routing_header_name, *ANTHROPIC_HEADERS],
                 max_age=600,
             )
         )
@@ -152,6 +197,8 @@ def create_app(settings: Settings) -> Starlette:
                 settings.server_host,
             )
         await mcp.start()
+        for notice in settings.notices:
+            log.info(notice)
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
         log.info("polyrelay ready; providers configured: %s", configured)
         try:
@@ -186,7 +233,7 @@ def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpC
     policy = RetryPolicy(
         retries=retries,
         max_retry_after=settings.upstream_retry_after_max,
-        budget=settings.client_timeout or 30.0,  # the whole chain within the caller's bound
+        budget=settings.upstream_timeout or 30.0,  # the whole chain within the caller's bound
     )
     return RetryingClient(http, policy, provider.id)
 

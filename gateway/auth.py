@@ -2,8 +2,9 @@
 open ones, and records the caller's ``Identity`` in ``scope["state"]["identity"]``.
 
 A credential is a static API key (compared by sha256, in constant time) or an OIDC token (see
-``oidc.OIDCVerifier``). The caller's ``Authorization`` header is removed from the request once
-checked, so nothing downstream can forward or log it.
+``oidc.OIDCVerifier``). On Anthropic's Messages routes it may also come as ``x-api-key`` (where
+Anthropic's SDKs send theirs). The caller's ``Authorization`` (and there ``x-api-key``) header is
+removed from the request once checked, so nothing downstream can forward or log it.
 
     app = AuthMiddleware(app, keys=ApiKeys(settings.auth_api_keys), oidc=verifier)
 """
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from providers.errors import APIError, AuthenticationFailed
 
-from .errors import error_response
+from .errors import error_response, speaks_anthropic
 from .settings import ApiKey
 from .telemetry.exchange import current
 
@@ -89,14 +90,19 @@ class AuthMiddleware:
                 error.headers = {**_CHALLENGE, **error.headers}
             current().failed(error)
             log.debug("refused %s %s: %s", scope["method"], scope["path"], error.message)
-            await error_response(error)(scope, receive, send)
+            await error_response(error, scope["path"])(scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        dropped = _ANTHROPIC_CREDENTIALS if speaks_anthropic(scope["path"]) else _CREDENTIALS
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in dropped]
         await self.app(scope, receive, send)
 
     async def authenticate(self, scope: Scope) -> Identity:
-        token = _bearer_token(scope["headers"])
+        headers = scope["headers"]
+        if speaks_anthropic(scope["path"]) and not any(k == b"authorization" for k, _ in headers):
+            token = _api_key(headers)
+        else:
+            token = _bearer_token(headers)
         identity = self.keys.match(token) if self.keys else None
         if identity is not None:
             return identity
@@ -105,6 +111,28 @@ class AuthMiddleware:
         claims = await self.oidc.verify(token)
         subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unknown"
         return Identity(str(subject), "oidc", claims=claims)
+
+
+_CREDENTIALS = frozenset({b"authorization"})
+_ANTHROPIC_CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
+
+
+def _api_key(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The gateway key an Anthropic SDK sends as ``x-api-key`` (when there is no Authorization)."""
+    values = [value for key, value in headers if key == b"x-api-key"]
+    if not values:
+        raise AuthenticationFailed(
+            "Authentication is required: send 'x-api-key: <key>' or 'Authorization: Bearer <token>'.",
+            code="missing_credentials",
+        )
+    if len(values) > 1:
+        raise AuthenticationFailed("Send one x-api-key header, not several.", code="invalid_request")
+    if len(values[0]) > MAX_TOKEN_BYTES:
+        raise AuthenticationFailed("The x-api-key is not valid: it is larger than 8 KiB.", code="invalid_token")
+    token = values[0].decode("latin-1").strip()
+    if not token:
+        raise AuthenticationFailed("The x-api-key header is empty.", code="invalid_token")
+    return token
 
 
 def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -1,7 +1,8 @@
 """Request bodies, read within the size and time limits of the settings.
 
 A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is
-counted as it arrives and refused as soon as it passes the limit.
+counted as it arrives and refused as soon as it passes the limit. ``Upload`` carries a body streamed
+on to a provider (the proxy's, an audio upload's), keeping the real cause when it fails midway.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
-from providers.errors import InvalidRequest, PayloadTooLarge
+from providers.errors import APIError, InvalidRequest, PayloadTooLarge
 
 from .relay import ClientGone
 
-__all__ = ["read_body", "stream_body"]
+__all__ = ["Upload", "check_declared_length", "read_body", "stream_body"]
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -61,3 +62,24 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
             f"The request body did not arrive within {timeout:g}s (SERVER_READ_TIMEOUT).", status=408
         ) from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Upload:
+    """The client's body on its way upstream. The HTTP client would report any failure of it as a
+    connection error; ``error`` keeps the real cause, and ``done`` tells when ``receive`` is free."""
+
+    def __init__(self, chunks: AsyncIterator[bytes] | None) -> None:
+        self.done = asyncio.Event()
+        self.error: Exception | None = None
+        self.body = None if chunks is None else self._relay(chunks)
+        if chunks is None:
+            self.done.set()
+
+    async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except (APIError, ClientGone) as exc:
+            self.error = exc
+            raise
+        self.done.set()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from providers import Adapter, ChatRequest
 from providers.errors import InvalidRequest, UpstreamError, UpstreamStatusError, UpstreamUnreachable
 from providers.json_codec import load_json
+from providers.model_facts import facts_for
 from providers.registry import Provider
 from providers.retry import RETRIED_STATUSES
 
@@ -28,7 +30,7 @@ from .routing import resolve
 from .settings import Settings
 from .telemetry import current
 
-__all__ = ["ChatEndpoint", "validate_chat"]
+__all__ = ["ChatEndpoint", "check_vision", "validate_chat"]
 
 log = logging.getLogger("polyrelay")
 
@@ -69,13 +71,8 @@ class ChatEndpoint:
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
-        if not settings.enable_vision and _has_image(payload["messages"]):
-            raise InvalidRequest(
-                "This request contains image content, and vision is disabled on this gateway. "
-                "Set ENABLE_VISION=true to allow images.",
-                param="messages",
-                code="vision_disabled",
-            )
+        if _has_image(payload["messages"]):
+            check_vision(settings, provider, model)
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         runner = self.direct if bypassed(request) else self.runner
@@ -87,10 +84,13 @@ class ChatEndpoint:
         fallbacks = alias.fallbacks(target)
         identity = identity_of(request.scope)
         while True:
+            started = time.monotonic()
+            alias.begin(target)
             try:
                 answer = await self._answer(request, runner, payload, settings.providers[target.provider], target.model)
-            except UpstreamError as error:
-                if not _worth_another(error):
+            except BaseException as error:
+                alias.end(target)
+                if not isinstance(error, UpstreamError) or not _worth_another(error):
                     raise
                 alias.failed(target)
                 failed = target
@@ -111,7 +111,11 @@ class ChatEndpoint:
                 exchange.provider, exchange.model = target.provider, target.model
                 exchange.selected = (target.provider, target.model)
                 continue
-            alias.succeeded(target)
+            alias.succeeded(target, time.monotonic() - started)  # to the answer, or a stream's start
+            if isinstance(answer, RelayResponse):  # in flight until the stream ends
+                answer.close = _then(answer.close, alias.end, target)
+            else:
+                alias.end(target)
             return answer
 
     async def _answer(
@@ -218,6 +222,33 @@ def _bad(index: int, field: str, problem: str, code: str | None = None) -> Inval
     return InvalidRequest(f"{where} {problem}.", param=where, code=code)
 
 
+def check_vision(settings: Settings, provider: Provider, model: str, param: str = "messages") -> None:
+    """A 400 for a request with images when vision is off, or when the registry's facts about the
+    model (``model_info``, as ``/v1/models?include=`` shows them) say it takes no images."""
+    if not settings.enable_vision:
+        raise InvalidRequest(
+            "This request contains image content, and vision is disabled on this gateway. "
+            "Set ENABLE_VISION=true to allow images.",
+            param=param,
+            code="vision_disabled",
+        )
+    facts = facts_for(provider.spec.model_info, model)
+    if facts is None:
+        return  # nothing known: the provider decides
+    takes = (
+        "image" in facts.input_modalities
+        if facts.input_modalities
+        else ("vision" in facts.capabilities if facts.capabilities else True)
+    )
+    if not takes:
+        raise InvalidRequest(
+            f"The model {provider.id}/{model} takes no images (its facts in the provider registry); "
+            "send text only, or choose a model with vision (GET /v1/models?include=capabilities).",
+            param=param,
+            code="model_not_multimodal",
+        )
+
+
 def _has_image(messages: list[dict[str, Any]]) -> bool:
     for message in messages:
         content = message.get("content")
@@ -226,6 +257,20 @@ def _has_image(messages: list[dict[str, Any]]) -> bool:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     return True
     return False
+
+
+def _then(
+    close: Callable[[], Awaitable[object]], done: Callable[[Target], None], target: Target
+) -> Callable[[], Awaitable[None]]:
+    """``close``, then ``done(target)`` whatever happens: a stream's end counts it out of flight."""
+
+    async def closed() -> None:
+        try:
+            await close()
+        finally:
+            done(target)
+
+    return closed
 
 
 def _worth_another(error: UpstreamError) -> bool:

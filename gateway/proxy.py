@@ -12,20 +12,19 @@ uncompressed through the provider's ``Redactor``, so the key it may quote never 
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
 
 from providers import Adapter, HttpClient, Timeouts
-from providers.errors import APIError, InvalidRequest, PermissionDenied, UpstreamError, UpstreamUnreachable
+from providers.errors import InvalidRequest, PermissionDenied, UpstreamError, UpstreamUnreachable
 from providers.transport import UpstreamResponse
 
 from .auth import identity_of
-from .body import check_declared_length, stream_body
-from .relay import ClientGone, RelayResponse, until_disconnect
+from .body import Upload, check_declared_length, stream_body
+from .relay import RelayResponse, until_disconnect
 from .routing import provider_by_id
 from .settings import Settings
 from .telemetry import current
@@ -127,7 +126,7 @@ class ProxyEndpoint:
         # Waiting for headers may mean waiting for a whole non-streaming completion.
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
-            headers=settings.client_timeout or None,
+            headers=settings.upstream_timeout or None,
             idle=settings.server_write_timeout or None,
         )
 
@@ -147,7 +146,7 @@ class ProxyEndpoint:
         adapter = self.adapters[provider.id]
         headers = _forwarded_headers(request.headers.raw, self.injected[provider.id], self.dropped[provider.id])
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        upload = _Upload(stream_body(request, limit) if has_body else None)
+        upload = Upload(stream_body(request, limit) if has_body else None)
         try:
             upstream = await until_disconnect(
                 request,
@@ -170,27 +169,6 @@ class ProxyEndpoint:
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
-
-
-class _Upload:
-    """The client's body on its way upstream. The HTTP client would report any failure of it as a
-    connection error; ``error`` keeps the real cause, and ``done`` tells when ``receive`` is free."""
-
-    def __init__(self, chunks: AsyncIterator[bytes] | None) -> None:
-        self.done = asyncio.Event()
-        self.error: Exception | None = None
-        self.body = None if chunks is None else self._relay(chunks)
-        if chunks is None:
-            self.done.set()
-
-    async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except (APIError, ClientGone) as exc:
-            self.error = exc
-            raise
-        self.done.set()
 
 
 def _upstream_path(request: Request) -> str:

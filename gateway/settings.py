@@ -3,7 +3,9 @@
 Names and defaults follow inference-gateway, so a deployment can swap gateways without edits. The
 YAML file uses the same names, nested by prefix (``server: {port: 9000}`` is ``SERVER_PORT``) and a
 ``providers`` section (``providers: {openai: {api_key: ...}}`` is ``OPENAI_API_KEY``). The
-environment wins over the file.
+environment wins over the file. Every variable inference-gateway reads is then checked against its
+inventory (``inference_gateway.py``): those honoured with another meaning leave a notice, those
+polyrelay cannot honour stop start-up.
 
 >>> settings = Settings.load({"SERVER_PORT": "9000", "OPENAI_API_KEY": "sk-test"})
 >>> settings.server_port, settings.providers["openai"].configured
@@ -24,6 +26,7 @@ import yaml
 
 from providers.registry import Provider, ProviderSpec, RegistryError, load_registry
 
+from . import inference_gateway
 from .aliases import AliasError, Aliases
 from .limits import Rules, parse_limits
 from .routing import model_name_problem
@@ -79,6 +82,13 @@ def parse_int(text: str) -> int:
     return value
 
 
+def parse_positive_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError("expected a positive integer")
+    return value
+
+
 def parse_port(text: str) -> int:
     value = int(text.strip())
     if not 0 < value < 65536:
@@ -119,6 +129,15 @@ def _checked_models(models: Iterable[str]) -> tuple[str, ...]:
         if (problem := model_name_problem(model)) is not None:
             raise ValueError(f"the model {model!a} is not a valid name: {problem}")
     return models
+
+
+def parse_tls_version(text: str) -> str:
+    """inference-gateway's values: TLS13 raises the floor; TLS10, TLS11 and TLS12 all mean TLS 1.2,
+    the least this client speaks (as inference-gateway reads anything but TLS13)."""
+    value = text.strip().upper()
+    if value not in ("TLS10", "TLS11", "TLS12", "TLS13"):
+        raise ValueError("expected TLS12 or TLS13 (TLS10 and TLS11 are read as TLS12)")
+    return "TLS13" if value == "TLS13" else "TLS12"
 
 
 def parse_choice(*choices: str) -> Callable[[str], str]:
@@ -229,13 +248,19 @@ SETTINGS: tuple[Var, ...] = (
         "true",
         "Log a line per request (uvicorn's access log).",
     ),
-    Var("SERVER_READ_TIMEOUT", "server_read_timeout", parse_duration, "30s", "Longest time to receive a request body."),
+    Var(
+        "SERVER_READ_TIMEOUT",
+        "server_read_timeout",
+        parse_duration,
+        "30s",
+        "Longest time to receive a request body; when set, also a bound of non-streaming upstream calls.",
+    ),
     Var(
         "SERVER_WRITE_TIMEOUT",
         "server_write_timeout",
         parse_duration,
         "30s",
-        "Longest silence on a stream: the upstream must send something this often (reset per chunk).",
+        "Longest silence on a stream (reset per chunk); when set, also a bound of non-streaming upstream calls.",
     ),
     Var(
         "SERVER_IDLE_TIMEOUT",
@@ -320,6 +345,7 @@ SETTINGS: tuple[Var, ...] = (
         parse_bool,
         "false",
         "Serve Prometheus metrics at /metrics on TELEMETRY_METRICS_PORT (a port of its own, not the API's).",
+        aliases=("TELEMETRY_ENABLE",),
     ),
     Var("TELEMETRY_METRICS_PORT", "telemetry_metrics_port", parse_port, "9464", "Port of the metrics endpoint."),
     Var(
@@ -336,6 +362,7 @@ SETTINGS: tuple[Var, ...] = (
         parse_bool,
         "false",
         "Export OpenTelemetry traces over OTLP/HTTP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set).",
+        aliases=("TELEMETRY_TRACING_ENABLE",),
     ),
     Var(
         "TELEMETRY_TRACING_OTLP_ENDPOINT",
@@ -360,13 +387,25 @@ SETTINGS: tuple[Var, ...] = (
     ),
     Var("SERVER_TLS_CERT_PATH", "server_tls_cert_path", str, "", "PEM certificate: serve HTTPS when set with the key."),
     Var("SERVER_TLS_KEY_PATH", "server_tls_key_path", str, "", "PEM private key for SERVER_TLS_CERT_PATH."),
-    Var("CLIENT_TIMEOUT", "client_timeout", parse_duration, "30s", "Longest non-streaming upstream call, end to end."),
+    Var(
+        "CLIENT_TIMEOUT",
+        "client_timeout",
+        parse_duration,
+        "30s",
+        (
+            "Longest non-streaming upstream call, end to end; the largest of it and the set SERVER_READ_TIMEOUT, "
+            "SERVER_WRITE_TIMEOUT and CLIENT_RESPONSE_HEADER_TIMEOUT applies."
+        ),
+    ),
     Var(
         "CLIENT_RESPONSE_HEADER_TIMEOUT",
         "client_response_header_timeout",
         parse_duration,
         "10s",
-        "Longest wait to connect, for a stream's first answer headers, and for each provider's model list.",
+        (
+            "Longest wait to connect, for a stream's first answer headers, and for each provider's model list; "
+            "when set, also a bound of non-streaming upstream calls."
+        ),
     ),
     Var(
         "CLIENT_MAX_IDLE_CONNS",
@@ -397,12 +436,34 @@ SETTINGS: tuple[Var, ...] = (
         "How long an idle upstream connection stays pooled.",
     ),
     Var(
+        "CLIENT_TLS_MIN_VERSION",
+        "client_tls_min_version",
+        parse_tls_version,
+        "TLS12",
+        "Least TLS version spoken to providers: TLS12 (and later), or TLS13 to refuse providers that offer less.",
+    ),
+    Var(
+        "DEFAULT_MAX_TOKENS",
+        "default_max_tokens",
+        parse_positive_int,
+        "4096",
+        "max_tokens sent to providers that require one (Anthropic) when the request has none.",
+    ),
+    Var(
         "ENABLE_VISION",
         "enable_vision",
         parse_bool,
         "false",
         "Allow image content parts in chat requests (else 400).",
         aliases=("VISION_ENABLED",),
+    ),
+    Var(
+        "ENABLE_IMAGES",
+        "enable_images",
+        parse_bool,
+        "false",
+        "Serve POST /v1/images/generations (else the route does not exist: 404).",
+        aliases=("IMAGES_ENABLED",),
     ),
     Var(
         "ALLOWED_MODELS",
@@ -674,6 +735,8 @@ class Settings:
     server_tls_cert_path: str = ""
     server_tls_key_path: str = ""
     client_timeout: float = 30.0
+    client_tls_min_version: str = "TLS12"
+    upstream_timeout: float = 30.0  # what bounds a non-streaming call: see _upstream_timeout
     client_response_header_timeout: float = 10.0
     client_max_idle_conns: int = 20
     client_max_idle_conns_per_host: int = 20
@@ -681,6 +744,7 @@ class Settings:
     client_idle_conn_timeout: float = 30.0
     default_max_tokens: int = 4096
     enable_vision: bool = False
+    enable_images: bool = False
     allowed_models: tuple[str, ...] = ()
     disallowed_models: tuple[str, ...] = ()
     auth_enabled: bool = False
@@ -726,6 +790,7 @@ class Settings:
     providers: Mapping[str, Provider] = field(default_factory=dict)
     aliases: Aliases = field(default_factory=Aliases)  # from ROUTING_CONFIG_PATH, when ROUTING_ENABLED
     config_file: str = ""
+    notices: tuple[str, ...] = ()  # inference-gateway settings honoured with another meaning, logged at start
 
     @classmethod
     def load(
@@ -750,6 +815,11 @@ class Settings:
                 parsed[var.attr] = var.parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}={raw!r} is not valid: {exc}.") from None
+        parsed["upstream_timeout"] = _upstream_timeout(values, parsed)
+        try:
+            parsed["notices"] = inference_gateway.check(values, registry)
+        except inference_gateway.Refused as exc:
+            raise SettingsError(str(exc)) from None
         parsed["providers"] = {
             pid: Provider(
                 spec,
@@ -827,6 +897,21 @@ class Settings:
     @property
     def debug(self) -> bool:
         return self.environment.lower() == "development"
+
+
+# inference-gateway bounds its upstream calls with its server's timeouts, and a non-streaming answer
+# by CLIENT_RESPONSE_HEADER_TIMEOUT (its headers come with the whole answer): a deployment tuned for
+# slow models there raised one of them, so the largest of those set bounds a non-streaming call here.
+_UPSTREAM_BOUNDS = (
+    ("SERVER_READ_TIMEOUT", "server_read_timeout"),
+    ("SERVER_WRITE_TIMEOUT", "server_write_timeout"),
+    ("CLIENT_RESPONSE_HEADER_TIMEOUT", "client_response_header_timeout"),
+)
+
+
+def _upstream_timeout(values: Mapping[str, str], parsed: Mapping[str, Any]) -> float:
+    bounds = [parsed["client_timeout"], *(parsed[attr] for name, attr in _UPSTREAM_BOUNDS if name in values)]
+    return 0.0 if 0 in bounds else max(bounds)  # 0 is "no bound", there as here
 
 
 def _lookup(values: Mapping[str, str], var: Var) -> tuple[str, str]:

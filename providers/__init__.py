@@ -9,6 +9,7 @@ from __future__ import annotations
 from .anthropic import AnthropicAdapter
 from .base import Adapter, AdapterOptions, AdapterTimeouts, ChatRequest, EventStream, ModelInfo
 from .cohere import CohereAdapter
+from .embeddings import EmbeddingRequest
 from .google import GoogleAdapter
 from .openai_compatible import OpenAICompatibleAdapter
 from .registry import Provider, ProviderSpec, RegistryError, load_registry
@@ -21,6 +22,7 @@ __all__ = [
     "AdapterTimeouts",
     "ChatRequest",
     "ClientOptions",
+    "EmbeddingRequest",
     "EventStream",
     "HttpClient",
     "ModelInfo",

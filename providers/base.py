@@ -9,6 +9,7 @@ OpenAI's shape. The gateway only ever sees OpenAI JSON bytes, OpenAI SSE events 
     events = await adapter.stream(ChatRequest(payload, "gpt-4o", stream=True))
     async for data in events: ...                              # OpenAI SSE bytes, no [DONE]
     await events.aclose()
+    body = await adapter.embed(EmbeddingRequest(payload, "text-embedding-3-small", texts))  # OpenAI JSON bytes
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .errors import UpstreamInvalidAnswer, UpstreamStatusError
+from .embeddings import EmbeddingRequest
+from .errors import InvalidRequest, UpstreamInvalidAnswer, UpstreamStatusError
+from .json_codec import dump_json
 from .model_lists import FORMATS, ModelInfo, list_models
 from .rate_limits import rate_limit_headers
 from .redact import Redactor
@@ -34,6 +37,7 @@ __all__ = [
     "AdapterOptions",
     "AdapterTimeouts",
     "ChatRequest",
+    "EmbeddingRequest",
     "EventStream",
     "ModelInfo",
     "looks_like_json_object",
@@ -162,6 +166,33 @@ class Adapter(ABC):
     async def stream(self, request: ChatRequest) -> EventStream:
         """Open a streaming call; errors before the first byte raise here, with their status."""
 
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        """An OpenAI embeddings answer (``{"object": "list", "data": [...]}``) as JSON bytes. The
+        route asks only providers whose registry entry lists ``embeddings``; an adapter for a
+        protocol that has none keeps this refusal."""
+        raise InvalidRequest(
+            f"Provider '{self.provider.id}' does not serve /v1/embeddings.",
+            param="model",
+            code="endpoint_not_supported",
+        )
+
+    async def _post_json(self, url: str, document: Any, what: str) -> Any:
+        """POST ``document`` to the provider and its JSON answer, parsed (an error status raised)."""
+        response = await self.http.request(
+            "POST",
+            url,
+            headers=self._json_headers,
+            body=dump_json(document),
+            timeouts=self.options.timeouts.chat,
+            redactor=self.redactor,
+        )
+        await self._checked(response)
+        body = await response.read()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise self._not_json(response, body, what) from None
+
     def proxy_headers(self) -> dict[str, str]:
         """Headers the raw proxy injects: the provider's credential and fixed headers."""
         return self.provider.auth_headers()
@@ -204,8 +235,7 @@ class Adapter(ABC):
         finally:
             response.close()
         status = self.status_map.get(response.status, response.status)
-        headers = response.headers
-        raise upstream_error(self.provider, status, body, headers.get("Retry-After"), rate_limit_headers(headers))
+        raise upstream_error(self.provider, status, body, response.headers.get("Retry-After"), response.headers)
 
 
 def looks_like_json_object(body: bytes) -> bool:
@@ -230,10 +260,9 @@ def upstream_error(
     status: int,
     body: bytes,
     retry_after: str | None = None,
-    relayed: Mapping[str, str] | None = None,
+    answer_headers: Mapping[str, str] | None = None,
 ) -> UpstreamStatusError:
-    """The provider's error answer as ours: same status, its message, type and code kept, and its
-    ``Retry-After`` and rate-limit headers (``relayed``) passed on."""
+    """The provider's error answer as ours: same status, its message, type and code kept."""
     message, kind, code, param = _error_fields(body)
     if kind not in OPENAI_ERROR_TYPES:
         # A provider's own vocabulary (Anthropic's overloaded_error, Google's RESOURCE_EXHAUSTED)
@@ -246,8 +275,11 @@ def upstream_error(
     if redactor is not None:
         message = redactor.text(message)
     headers = {"Retry-After": retry_after} if retry_after else {}
-    if relayed:
-        headers.update(relayed)
+    if status == 429 and answer_headers is not None:
+        # The provider's own limits (x-ratelimit-limit-requests..., Anthropic's in those names),
+        # relayed with its 429 so the caller can pace itself: they count the gateway's key, and say
+        # nothing secret.
+        headers.update(rate_limit_headers(answer_headers))
     return UpstreamStatusError(
         status,
         f"{provider.id}: {message}",

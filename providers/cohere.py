@@ -12,6 +12,8 @@ Answers and streams come back as OpenAI completions and chunks, with stable tool
 Thinking parts and the ``tool_plan`` (the model's plan before its calls) are ``reasoning_content``.
 A ``TIMEOUT`` finish is "length": the answer was cut short. An ``ERROR`` finish, or an error at the
 end of a stream, is a 500: what came before it cannot be trusted.
+
+Embeddings go to ``/v2/embed`` (``cohere_embeddings`` translates them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from . import cohere_embeddings
 from .base import ChatRequest
+from .embeddings import EmbeddingRequest, Vectors, embedding_list, in_batches
 from .errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
 from .native import (
     ChunkWriter,
@@ -64,6 +68,20 @@ class CohereAdapter(TranslatingAdapter):
 
     def translator(self, request: ChatRequest, writer: ChunkWriter) -> StreamTranslator:
         return CohereStream(writer)
+
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        if not self.provider.serves("embeddings"):
+            return await super().embed(request)
+        texts = request.texts_for("Cohere")
+        request.input_type("Cohere")  # checked once, before any call is made
+        url = self.provider.endpoint_url("embeddings")
+
+        async def batch(chunk: list[str]) -> tuple[Vectors, int]:
+            data = await self._post_json(url, cohere_embeddings.encode_batch(chunk, request), "embeddings")
+            return cohere_embeddings.decode_batch(data, len(chunk))
+
+        vectors, tokens = await in_batches(texts, cohere_embeddings.BATCH_SIZE, batch)
+        return embedding_list(vectors, request.model, tokens, base64_encoded=request.base64)
 
 
 # -- request -------------------------------------------------------------------------------------

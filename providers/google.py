@@ -11,6 +11,8 @@ the same part in the next request. The gateway carries a signature inside the to
 Calls that carry none (made by another model, or written by the client) get Google's documented
 placeholder (``skip_thought_signature_validator``, base64-encoded like every bytes field) so the
 conversation is still accepted.
+
+Embeddings go to ``:batchEmbedContents`` (``google_embeddings`` translates them).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any
 
 import orjson
 
+from . import google_embeddings
 from .base import ChatRequest, upstream_error
+from .embeddings import EmbeddingRequest, Vectors, embedding_list, in_batches
 from .errors import InvalidRequest
 from .native import (
     DATA_URI,
@@ -96,6 +100,21 @@ class GoogleAdapter(TranslatingAdapter):
 
     def translator(self, request: ChatRequest, writer: ChunkWriter) -> StreamTranslator:
         return GoogleStream(writer, self.provider)
+
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        path = self.provider.spec.endpoints.get("embeddings")
+        if path is None:
+            return await super().embed(request)
+        texts = request.texts_for("Gemini")
+        request.input_type("Gemini")  # checked once, before any batch is sent
+        url = self.base() + path.replace("{model}", request.model.removeprefix("models/"))
+
+        async def batch(chunk: list[str]) -> tuple[Vectors, int]:
+            data = await self._post_json(url, google_embeddings.encode_batch(chunk, request), "embeddings")
+            return google_embeddings.decode_batch(data, len(chunk))
+
+        vectors, tokens = await in_batches(texts, google_embeddings.BATCH_SIZE, batch)
+        return embedding_list(vectors, request.model, tokens, base64_encoded=request.base64)
 
 
 # -- request -------------------------------------------------------------------------------------

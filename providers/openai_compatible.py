@@ -2,6 +2,7 @@
 
 The request is the client's JSON with ``model`` set to the provider's own name and the fields the
 provider rejects removed; the answer and every stream event pass through as the provider sent them.
+Embeddings are relayed the same way, to the path the registry entry lists (``endpoints.embeddings``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from typing import Any
 
 import orjson
 
-from .base import Adapter, ChatRequest, EventStream, looks_like_json_object
+from .base import Adapter, ChatRequest, EmbeddingRequest, EventStream, looks_like_json_object
 from .errors import InvalidRequest, UpstreamUnreachable
 from .json_codec import dump_json
 from .sampling import sampled
 from .sse import DONE, ERROR_EVENT, SSEDecoder
 from .transport import UpstreamResponse
 
-__all__ = ["OpenAICompatibleAdapter"]
+__all__ = ["OpenAICompatibleAdapter", "relayed_events"]
 
 
 class OpenAICompatibleAdapter(Adapter):
@@ -32,6 +33,7 @@ class OpenAICompatibleAdapter(Adapter):
         self._drop = spec.drop_params
         self._drop_in_messages = spec.drop_message_params
         self._max_choices = spec.max_choices
+        self._embeddings_url = self.provider.endpoint_url("embeddings") if self.provider.serves("embeddings") else None
 
     def _encode(self, request: ChatRequest) -> bytes:
         """The client's JSON with the provider's model name; copied only when something must change."""
@@ -85,8 +87,33 @@ class OpenAICompatibleAdapter(Adapter):
             redactor=self.redactor,
         )
         await self._checked_stream(await self._checked(response))
-        decoder = SSEDecoder(self.options.max_event_size)
-        return EventStream(response, _relay(response, decoder, _Ending(request.payload)))
+        return relayed_events(response, request.payload, self.options.max_event_size)
+
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        if self._embeddings_url is None:
+            return await super().embed(request)
+        payload = request.payload
+        if payload.get("model") != request.model:
+            payload = {**payload, "model": request.model}
+        response = await self.http.request(
+            "POST",
+            self._embeddings_url,
+            headers=self._json_headers,
+            body=dump_json(payload),
+            timeouts=self.options.timeouts.chat,
+            redactor=self.redactor,
+        )
+        await self._checked(response)
+        body = await response.read()
+        if not looks_like_json_object(body):
+            raise self._not_json(response, body, "embeddings")
+        return body  # as the provider wrote it: base64 or floats, its usage and model
+
+
+def relayed_events(response: UpstreamResponse, payload: dict[str, Any], max_event_size: int) -> EventStream:
+    """An OpenAI-style stream's events as they come, up to its ``[DONE]``: chat's, and the other
+    endpoints' whose chunks carry ``choices`` and ``usage`` the same way (legacy completions)."""
+    return EventStream(response, _relay(response, SSEDecoder(max_event_size), _Ending(payload)))
 
 
 class _Ending:

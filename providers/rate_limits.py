@@ -22,7 +22,8 @@ _OPENAI = tuple(f"x-ratelimit-{what}-{m}" for m in _MEASURES for what in ("limit
 
 
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """OpenAI's rate-limit headers out of an answer's (case-insensitive) ``headers``."""
+    """OpenAI's rate-limit headers out of an answer's ``headers`` (any case)."""
+    headers = {k.lower(): v for k, v in headers.items()}  # an error answer's few headers
     found = {name: headers[name] for name in _OPENAI if name in headers}
     if found:
         return found

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .model_facts import ModelFacts, parse_facts
 from .sampling import SamplingRule, parse_rules
 from .tool_ids import ToolCallIds, parse_rule
 
@@ -86,6 +87,8 @@ class ProviderSpec:
     telemetry_name: str = ""
     # The endpoints (names of ``ENDPOINTS``) it serves beyond chat and models: name -> its path.
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # What its models are (context window, modalities, capabilities): rules, the first matching wins.
+    model_info: tuple[ModelFacts, ...] = ()
     docs: str = ""
 
     @property
@@ -195,6 +198,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         "tool_call_ids",
         "telemetry_name",
         "endpoints",
+        "model_info",
         "docs",
     }
     unknown = set(entry) - known
@@ -231,6 +235,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
     try:
         sampling = parse_rules(entry.get("sampling"), where)
         tool_call_ids = parse_rule(entry.get("tool_call_ids"), where)
+        model_info = parse_facts(entry.get("model_info"), where)
     except ValueError as exc:
         raise RegistryError(str(exc)) from None
     return ProviderSpec(
@@ -249,5 +254,6 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         tool_call_ids=tool_call_ids,
         telemetry_name=str(entry.get("telemetry_name") or pid),
         endpoints=dict(endpoints),
+        model_info=model_info,
         docs=str(entry.get("docs", "")),
     )

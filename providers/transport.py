@@ -19,6 +19,7 @@ id, its trace context); the gateway sets it once per request.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,6 +67,7 @@ class ClientOptions:
     max_connections_per_host: int = 0
     keepalive_timeout: float = 30.0
     user_agent: str = "polyrelay"
+    tls_1_3_only: bool = False  # CLIENT_TLS_MIN_VERSION=TLS13: refuse providers that offer less
 
 
 class UpstreamResponse:
@@ -182,10 +184,15 @@ class HttpClient:
 
     async def start(self) -> None:
         options = self._options
+        tls: ssl.SSLContext | bool = True  # aiohttp's default context: verified, TLS 1.2 at least
+        if options.tls_1_3_only:
+            tls = ssl.create_default_context()
+            tls.minimum_version = ssl.TLSVersion.TLSv1_3
         connector = aiohttp.TCPConnector(
             limit=options.max_connections,
             limit_per_host=options.max_connections_per_host,
             keepalive_timeout=options.keepalive_timeout,
+            ssl=tls,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

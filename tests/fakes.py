@@ -1,13 +1,17 @@
 """A fake of every registry provider, served over real HTTP on loopback.
 
 Each provider lives under ``/<provider id>/`` + the path of its real URL, answers its model list in
-its native format (two pages where the real API pages), and speaks OpenAI's chat protocol. It checks
+its native format (two pages where the real API pages), and speaks OpenAI's chat protocol and the
+other endpoints its registry entry lists (``fake_endpoints``, ``fake_embeddings``). It checks
 credentials the way the real one does and records every request it receives.
 
 What a chat answer does is chosen by the requested model name:
 
     echo               "You said: <last user text>" (the default for any other name)
     tool               a call to the first tool offered, arguments {"city": "Paris"}
+    refusal            a refusal ("refusal" instead of "content", streamed as refusal deltas)
+    stop-sequence      the echo cut before the first of the request's stop sequences it holds,
+                       which the choice's stop_reason names (as vLLM does)
     error-<status>     an OpenAI-style error answer with that status (429 adds Retry-After)
     slow               waits 5 s before answering
     broken-stream      two chunks, then the connection is cut
@@ -21,6 +25,7 @@ What a chat answer does is chosen by the requested model name:
     leak-error         a 429 quoting the credential in its message and Retry-After; streaming, one
                        chunk then an in-stream error event quoting it
     agent, agent-loop  the tools the prompt names ("call mcp_add {...}; call ..."), then "Done: <results>"
+    refusal            a refusal ("I can't help with that."), as OpenAI's structured outputs give one
                        (agent-loop calls them again every turn)
 """
 
@@ -36,15 +41,20 @@ from urllib.parse import urlsplit
 import openai
 import orjson
 from aiohttp import web
+from anthropic._constants import ANTHROPIC_API_VERSION
 
 from providers.redact import MIN_SECRET_LENGTH
 from providers.registry import ProviderSpec
 
+from .fake_embeddings import openai_embeddings
+from .fake_endpoints import HANDLERS as ENDPOINT_FAKES
+from .fake_responses import OpenAIResponses
 from .native_fake_cohere import Cohere
 from .native_fakes import Anthropic, Google, received_credential, received_key, write_split
 
 # The native protocol each translating adapter speaks, by the registry's adapter name.
 PROTOCOLS: dict[str, Any] = {"anthropic": Anthropic(), "google": Google(), "cohere": Cohere()}
+RESPONSES = OpenAIResponses()  # /responses, for the entries that list it
 
 ACCOUNT = "acct-123"
 
@@ -73,6 +83,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     peer: tuple[str, int]  # the gateway's side of the connection: equal peers mean a reused connection
+    complete: bool = True  # the whole body arrived
 
     @property
     def json(self) -> Any:
@@ -85,6 +96,7 @@ class FakeProviders:
     seen: list[Seen] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)  # models whose stream lost its client
     quote_keys: bool = False  # model lists then also hold a model named after the credential received
+    extra_models: list[str] = field(default_factory=list)  # more models in every list
     base: str = ""
     _runner: web.AppRunner | None = None
 
@@ -124,17 +136,22 @@ class FakeProviders:
             await self._runner.cleanup()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append(
-            Seen(
+        chunks: list[bytes] = []
+        try:
+            async for chunk in request.content.iter_any():
+                chunks.append(chunk)
+        finally:  # a body cut off midway (the gateway stopped an upload) is recorded as received so far
+            body = b"".join(chunks)
+            seen = Seen(
                 request.method,
                 request.path,
                 dict(request.query),
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
-                request.transport.get_extra_info("peername"),  # type: ignore[union-attr]
+                request.transport.get_extra_info("peername") if request.transport else ("", 0),
+                complete=request.content.at_eof() and request.content.exception() is None,
             )
-        )
+            self.seen.append(seen)
         pid = request.match_info["pid"]
         spec = self.registry.get(pid)
         if spec is None:
@@ -148,16 +165,28 @@ class FakeProviders:
             page = _model_page(spec.models_format, request.query)
             if self.quote_keys:
                 _add_model(page, spec.models_format, f"model-{received_key(request)}")
+            for name in self.extra_models:
+                _add_model(page, spec.models_format, name)
             return web.json_response(page)
         if spec.adapter != "openai":  # native protocols match their full real paths (/v1/messages...)
             answer = await PROTOCOLS[spec.adapter].handle(request, tail, body)
             if answer is not None:
                 return answer
+        elif local is not None and local == spec.endpoints.get("responses") and request.method == "POST":
+            return await RESPONSES.handle(request, body)
         elif local == spec.chat_path and request.method == "POST":
             payload = orjson.loads(body)
             if (refused := _refused_tool_call_ids(spec.id, payload)) is not None:
                 return refused
             return await self._chat(request, payload)
+        elif local is not None and local == spec.endpoints.get("embeddings") and request.method == "POST":
+            try:
+                return await openai_embeddings(orjson.loads(body), received_credential(request))
+            except asyncio.CancelledError:
+                self.disconnects.append("embeddings")
+                raise
+        elif request.method == "POST" and (name := _endpoint_at(spec, local)) in ENDPOINT_FAKES:
+            return await ENDPOINT_FAKES[name](request, body, self.disconnects)
         return await _proxy_target(request, tail, body)
 
     async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
@@ -171,7 +200,17 @@ class FakeProviders:
         model = payload["model"]
         if model.startswith("error-"):
             status = int(model.removeprefix("error-"))
-            headers = {"Retry-After": "7"} if status == 429 else None
+            # A 429 as OpenAI sends it: when to retry, and the key's limits.
+            headers = (
+                {
+                    "Retry-After": "7",
+                    "x-ratelimit-limit-requests": "500",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": "7s",
+                }
+                if status == 429
+                else None
+            )
             # Like some real providers, the 401 quotes the key it got: the gateway must not pass it on.
             said = f" (key {request.headers.get('Authorization', '')})" if status == 401 else ""
             return _error(status, f"fake upstream refused with {status}{said}", headers=headers)
@@ -183,17 +222,24 @@ class FakeProviders:
         message = _answer(model, payload)
         if model == "leak":
             message = {"role": "assistant", "content": f"Your key is {said}"}
+        stopped = _stop_matched(model, payload, message)
         if not payload.get("stream"):
-            return web.json_response(_completion(model, message), headers={"X-Seen-Key": said})
-        return await self._stream(request, model, message, payload)
+            return web.json_response(_completion(model, message, stopped), headers={"X-Seen-Key": said})
+        return await self._stream(request, model, message, payload, stopped)
 
     async def _stream(
-        self, request: web.Request, model: str, message: dict[str, Any], payload: dict[str, Any]
+        self,
+        request: web.Request,
+        model: str,
+        message: dict[str, Any],
+        payload: dict[str, Any],
+        stopped: str | None = None,
     ) -> web.StreamResponse:
         said = received_credential(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Seen-Key": said})
         await response.prepare(request)
-        chunks = _chunks(model, message, include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+        usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        chunks = _chunks(model, message, include_usage=usage, stopped=stopped)
         key = received_key(request) if model.startswith("leak") else None
         for index, chunk in enumerate(chunks):
             # Some providers write "data:" with no space after the colon, which SSE allows.
@@ -216,6 +262,25 @@ class FakeProviders:
         return response
 
 
+def _endpoint_at(spec: ProviderSpec, local: str | None) -> str | None:
+    """The registry endpoint an entry serves at ``local`` (its path below the entry's URL)."""
+    return next((name for name, path in spec.endpoints.items() if path == local), None)
+
+
+def _stop_matched(model: str, payload: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """The stop-sequence scenario, as vLLM answers: the text cut before the first stop sequence it
+    holds, which the choice's ``stop_reason`` names."""
+    stop = payload.get("stop")
+    content = message.get("content")
+    if model != "stop-sequence" or not isinstance(stop, list) or not isinstance(content, str):
+        return None
+    for sequence in stop:
+        if sequence in content:
+            message["content"] = content.split(sequence, 1)[0]
+            return str(sequence)
+    return None
+
+
 def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
     key = fake_key(spec.id)
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
@@ -225,9 +290,14 @@ def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None
     if spec.auth not in ("bearer", "none") and key not in (request.headers.get(spec.auth), query_key):
         return _error(401, f"missing or wrong {spec.auth}")
     for name, value in spec.headers.items():
-        if request.headers.get(name) != value:
+        if request.headers.get(name) not in VERSIONS.get(name, {value}):
             return _error(400, f"missing header {name}")
     return None
+
+
+# The API versions a provider accepts in a header the registry fixes; a caller may send its own
+# (Anthropic's: the two it publishes, and the one this SDK sends), any other is refused.
+VERSIONS = {"anthropic-version": {"2023-01-01", "2023-06-01", ANTHROPIC_API_VERSION}}
 
 
 # Tool-call ids the providers refuse, written out here (not read from the registry) so a wrong
@@ -393,6 +463,8 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
             ]
             return {"role": "assistant", "content": None, "tool_calls": tool_calls}
         return {"role": "assistant", "content": text}
+    if model == "refusal":  # OpenAI's structured refusal: no content, the reason in "refusal"
+        return {"role": "assistant", "content": None, "refusal": "I cannot help with that."}
     if model == "tool" and payload.get("tools"):
         name = payload["tools"][0]["function"]["name"]
         call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
@@ -403,20 +475,27 @@ def _answer(model: str, payload: dict[str, Any]) -> dict[str, Any]:
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
-def _completion(model: str, message: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, message: dict[str, Any], stopped: str | None = None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                **({"stop_reason": stopped} if stopped else {}),
+            }
         ],
         "usage": USAGE,
     }
 
 
-def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+def _chunks(
+    model: str, message: dict[str, Any], *, include_usage: bool, stopped: str | None = None
+) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": "chatcmpl-fake",
@@ -441,10 +520,17 @@ def _chunks(model: str, message: dict[str, Any], *, include_usage: bool) -> list
             for piece in (arguments[:8], arguments[8:]):
                 out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
         out.append(chunk({}, "tool_calls"))
-    else:
-        words = message["content"].split(" ")
-        out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+    elif message.get("refusal"):
+        words = message["refusal"].split(" ")
+        out += [chunk({"refusal": w if i == 0 else " " + w}) for i, w in enumerate(words)]
         out.append(chunk({}, "stop"))
+    else:
+        field = "refusal" if message.get("refusal") else "content"
+        words = message[field].split(" ")
+        out += [chunk({field: w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        out.append(chunk({}, "stop"))
+        if stopped:
+            out[-1]["choices"][0]["stop_reason"] = stopped
     if include_usage:
         out.append(
             {

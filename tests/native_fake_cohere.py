@@ -6,6 +6,11 @@ is forced to call a tool when it sends one tool with ``tool_choice`` REQUIRED, w
 adapter names one, and a request with a JSON ``response_format`` is answered {"city": "Paris"}.
 Requests are checked against the parameters of ``cohere.ClientV2.chat`` (``chat_stream`` when
 streaming), with their own SDK types; a 422 names what is wrong.
+
+``POST /v2/embed`` is checked against ``cohere.ClientV2.embed`` and Cohere's limits (96 texts,
+``output_dimension`` only for embed-v4 and later, in 256/512/1024/1536) and answers
+``fake_embeddings`` vectors by type, with ``meta.billed_units.input_tokens``; the model names
+error-<status> and leak-error act as for chat.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
+from .fake_embeddings import vector_of
 from .native_fakes import ARGS, force, received_credential, received_key, sse
 
 USAGE = {
@@ -73,6 +79,8 @@ class Cohere:
             False: self._parameters(cohere.ClientV2.chat),
             True: self._parameters(cohere.ClientV2.chat_stream),
         }
+        self.embed_parameters = self._parameters(cohere.ClientV2.embed)
+        self.embed_answer = cohere.EmbedByTypeResponse
 
     @staticmethod
     def _parameters(method: Callable[..., Any]) -> tuple[dict[str, pydantic.TypeAdapter[Any]], set[str]]:
@@ -89,7 +97,13 @@ class Cohere:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             return "'stream' must be a boolean"
-        adapters, required = self.parameters[stream]
+        problem = self._fields(body, *self.parameters[stream])
+        return problem or self._check_conversation(body)
+
+    def _fields(
+        self, body: dict[str, Any], adapters: dict[str, pydantic.TypeAdapter[Any]], required: set[str]
+    ) -> str | None:
+        """What is wrong with the body's fields by the SDK's parameter types, or None."""
         unknown = set(body) - set(adapters) - {"stream"}
         if unknown:
             return f"unknown fields {sorted(unknown)}"
@@ -108,7 +122,49 @@ class Cohere:
                 return f"fields the SDK types do not have: {undeclared}"
             if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
                 return f"{key} {value} is outside the range {RANGES[key]}"
-        return self._check_conversation(body)
+        return None
+
+    EMBED_LIMIT = 96
+    EMBED_DIMENSIONS = (256, 512, 1024, 1536)
+
+    def embed(self, body: Any, said: str) -> web.Response:
+        if not isinstance(body, dict):
+            return self.error(422, "the body must be a JSON object")
+        problem = self._fields(body, *self.embed_parameters)
+        if problem:
+            return self.error(422, f"request does not match the Cohere SDK types: {problem}")
+        model = body["model"]
+        if model.startswith("error-"):
+            return self.error(int(model.removeprefix("error-")), f"fake cohere refused with {model}")
+        if model == "leak-error":
+            refused = self.error(429, f"fake cohere refused the key {said}")
+            refused.headers["Retry-After"] = said
+            return refused
+        texts = body.get("texts")
+        if not texts:
+            return self.error(400, "invalid request: one of texts, images or inputs must be specified")
+        if len(texts) > self.EMBED_LIMIT:
+            return self.error(400, f"invalid request: texts must contain at most {self.EMBED_LIMIT} items")
+        if not all(texts):
+            return self.error(400, "invalid request: texts must not contain empty strings")
+        dimensions = body.get("output_dimension")
+        large = model.startswith("embed-v4")
+        if dimensions is not None and (not large or dimensions not in self.EMBED_DIMENSIONS):
+            return self.error(400, f"invalid request: output_dimension {dimensions} is not supported by {model}")
+        dimensions = dimensions or (1536 if large else 1024)
+        types = body.get("embedding_types") or ["float"]
+        if types != ["float"]:
+            return self.error(400, f"the fake answers only float embeddings, not {types}")
+        billed = {"input_tokens": sum(len(t.split()) for t in texts)}
+        answer = {
+            "response_type": "embeddings_by_type",
+            "id": "emb-fake",
+            "embeddings": {"float": [vector_of(text, dimensions) for text in texts]},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": billed},
+        }
+        self.embed_answer.model_validate(answer)  # the fake answers what the SDK reads
+        return web.json_response(answer)
 
     def _check_conversation(self, body: dict[str, Any]) -> str | None:
         """What Cohere checks beyond the types: tool results answer earlier calls, arguments are
@@ -174,6 +230,8 @@ class Cohere:
         return "You said: " + " ".join(texts) + (f" [{images} images]" if images else "")
 
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        if path == "/v2/embed" and request.method == "POST":
+            return self.embed(orjson.loads(raw), received_credential(request))
         if path != "/v2/chat" or request.method != "POST":
             return None
         body = orjson.loads(raw)

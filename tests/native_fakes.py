@@ -11,12 +11,16 @@ published examples. Each validates the request it gets against the provider's of
     thinking          reasoning first, then the echo
     refusal, long     (Anthropic) the echo, stopped for refusal / max_tokens
     overloaded-stream (Anthropic) a stream that starts, then reports an overloaded error
+    hang              (Anthropic) a stream's first event, then silence until the client leaves
     blocked, long     (Gemini) a prompt blocked for safety / an answer stopped at MAX_TOKENS
     midstream-error   (Gemini) a stream that starts, then carries an error event
     leak              the echo replaced by "Your key is <the credential received>", a stream writing
                       each event that quotes it in two TCP writes cut mid-key
     leak-error        a 429 whose message and Retry-After quote the credential; streaming, one event
                       then the protocol's in-stream error quoting it
+
+Gemini and Cohere also embed (``:batchEmbedContents``, ``/v2/embed``) with ``fake_embeddings``'s
+vectors, refusing what those endpoints refuse (their batch limits, fields, dimensions).
 
 Real model names (``claude-3-haiku-20240307``, ``gemini-2.5-flash``...) act as echo. Beyond the
 SDK types, each fake refuses with the provider's own 400 what the real API refuses and the types do
@@ -34,6 +38,8 @@ from typing import Any
 import orjson
 import pydantic
 from aiohttp import web
+
+from .fake_embeddings import vector_of
 
 USAGE = {"input_tokens": 5, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2, "output_tokens": 7}
 ARGS = {"city": "Paris"}
@@ -119,6 +125,7 @@ class Anthropic:
         self.fields = set(MessageCreateParamsBase.__annotations__) | {"stream", *self.SAMPLING}
         self.adapter = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
         self.sampling = pydantic.TypeAdapter(dict[str, float])
+        self.disconnects: list[str] = []  # models whose stream lost its client (the hang scenario)
 
     SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -238,7 +245,26 @@ class Anthropic:
             blocks.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "sig"})
         return blocks, "end_turn"
 
+    def count_tokens(self, raw: bytes) -> web.Response:
+        """``POST /v1/messages/count_tokens``: checked with ``MessageCountTokensParams``; counts one
+        token per 4 bytes of the body, plus 100 (so no estimate of the gateway's matches it by chance)."""
+        from anthropic.types import MessageCountTokensParams
+
+        body = orjson.loads(raw)
+        fields = set(MessageCountTokensParams.__annotations__)
+        if set(body) - fields:
+            return self.error(400, f"{sorted(set(body) - fields)[0]}: Extra inputs are not permitted")
+        try:
+            force(pydantic.TypeAdapter(MessageCountTokensParams).validate_python(body))
+        except pydantic.ValidationError as exc:
+            return self.error(422, f"request does not match the Anthropic SDK types: {exc}")
+        if str(body["model"]).startswith("error-"):
+            return self.error(int(body["model"].removeprefix("error-")), f"fake anthropic refused with {body['model']}")
+        return web.json_response({"input_tokens": 100 + len(raw) // 4})
+
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        if path == "/v1/messages/count_tokens" and request.method == "POST":
+            return self.count_tokens(raw)
         if path != "/v1/messages" or request.method != "POST":
             return None
         body = orjson.loads(raw)
@@ -272,11 +298,25 @@ class Anthropic:
         if not body.get("stream"):
             return web.json_response(message)
         events = self.events(message)
+        if model == "hang":
+            return await self.hang(request, next(events), model)
         if model in ("overloaded-stream", "leak-error"):
             said = f"Overloaded, key {said}" if model == "leak-error" else "Overloaded"
             error = {"type": "error", "error": {"type": "overloaded_error", "message": said}}
             events = iter([next(events), b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"])
         return await sse(request, events, cut=model == "cut", split=received_key(request))
+
+    async def hang(self, request: web.Request, first: bytes, model: str) -> web.StreamResponse:
+        """The stream's first event, then silence until the client leaves (which is recorded)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(first)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.disconnects.append(model)
+            raise
+        return response
 
     def events(self, message: dict[str, Any]) -> Iterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:
@@ -301,7 +341,7 @@ class Anthropic:
                     {
                         "type": "content_block_start",
                         "index": index,
-                        "content_block": {"type": "thinking", "thinking": ""},
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
                     }
                 )
                 yield event(
@@ -459,7 +499,78 @@ class Google:
             parts.insert(0, {"text": "Let me think.", "thought": True})
         return parts
 
+    # Gemini's embedding task types, and the limits its batchEmbedContents enforces.
+    TASK_TYPES = frozenset(
+        {
+            "TASK_TYPE_UNSPECIFIED",
+            "RETRIEVAL_QUERY",
+            "RETRIEVAL_DOCUMENT",
+            "SEMANTIC_SIMILARITY",
+            "CLASSIFICATION",
+            "CLUSTERING",
+            "QUESTION_ANSWERING",
+            "FACT_VERIFICATION",
+            "CODE_RETRIEVAL_QUERY",
+        }
+    )
+    EMBED_FIELDS = frozenset({"model", "content", "taskType", "title", "outputDimensionality"})
+    MAX_BATCH = 100
+    DIMENSIONS = (128, 3072)  # gemini-embedding-001's range; 3072 by default
+
+    def embed(self, model: str, body: Any, said: str) -> web.Response:
+        """``:batchEmbedContents``: each request checked as the API checks it (its model the batch's,
+        its content a google-genai ``Content`` of text), at most 100 of them. The model "counted"
+        also reports ``usageMetadata`` (most answers carry no token count); a text "refuse this
+        batch" makes its batch a 400."""
+        if model.startswith("error-"):
+            return self.error(int(model.removeprefix("error-")), f"fake gemini refused with {model}")
+        if model == "leak-error":
+            refused = self.error(429, f"fake gemini refused the key {said}")
+            refused.headers["Retry-After"] = said
+            return refused
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests or set(body) - {"requests"}:
+            return self.error(400, "* BatchEmbedContentsRequest.requests: requests is not specified")
+        if len(requests) > self.MAX_BATCH:
+            return self.error(400, "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch")
+        embeddings, characters = [], 0
+        for i, item in enumerate(requests):
+            where = f"* BatchEmbedContentsRequest.requests[{i}]"
+            item = self.camel(item) if isinstance(item, dict) else {}
+            if set(item) - self.EMBED_FIELDS or "content" not in item:
+                return self.error(400, f"{where}: unknown fields or no content: {sorted(item)}")
+            if item.get("model") != f"models/{model}":
+                return self.error(400, f"{where}.model: the model of each request must be the batch's, models/{model}")
+            try:
+                content = self.types.Content.model_validate_json(orjson.dumps(item["content"]))
+            except pydantic.ValidationError as exc:
+                return self.error(400, f"{where}.content: {exc}")
+            texts = [p.text for p in content.parts or [] if p.text]
+            if not texts or len(texts) != len(content.parts or []):
+                return self.error(400, f"{where}.content: the content must hold text parts")
+            task = item.get("taskType")
+            if task is not None and task not in self.TASK_TYPES:
+                return self.error(400, f'{where}.task_type: invalid value "{task}"')
+            if "title" in item and task != "RETRIEVAL_DOCUMENT":
+                return self.error(400, f"{where}.title: a title is only for task type RETRIEVAL_DOCUMENT")
+            dimensions = item.get("outputDimensionality", self.DIMENSIONS[1])
+            if type(dimensions) is not int or not self.DIMENSIONS[0] <= dimensions <= self.DIMENSIONS[1]:
+                return self.error(400, f"{where}.output_dimensionality: must be between 128 and 3072")
+            text = " ".join(texts)
+            if text == "refuse this batch":
+                return self.error(400, f"{where}.content: fake gemini refused this batch")
+            characters += len(text)
+            embeddings.append({"values": vector_of(text, dimensions)})
+        answer: dict[str, Any] = {"embeddings": embeddings}
+        if model == "counted":
+            answer["usageMetadata"] = {"promptTokenCount": characters // 4 + 1, "totalTokenCount": characters // 4 + 1}
+        self.types.EmbedContentResponse.model_validate(answer)  # the fake answers what the SDK reads
+        return web.json_response(answer)
+
     async def handle(self, request: web.Request, path: str, raw: bytes) -> web.StreamResponse | None:
+        embedding = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):batchEmbedContents", path)
+        if embedding is not None and request.method == "POST":
+            return self.embed(embedding.group(1), orjson.loads(raw), received_credential(request))
         # The API serves both versions; v1 is the stable surface, v1beta the one with every feature.
         match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):(generateContent|streamGenerateContent)", path)
         if match is None or request.method != "POST":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from gateway.settings import SettingsError
 
 from .conftest import GatewayFactory
 from .fakes import FakeProviders
+from .test_metrics import first_event
 
 ROUTING = """
 models:
@@ -109,3 +111,94 @@ def test_routing_enabled_needs_its_file(tmp_path: Path) -> None:
         Settings.load({"ROUTING_ENABLED": "true"})
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.load({"ROUTING_ENABLED": "true", "ROUTING_CONFIG_PATH": str(tmp_path / "missing.yaml")})
+
+
+WEIGHTED = """
+models:
+  heavy:
+    deployments:
+      - {provider: groq, model: big, weight: 3}
+      - {provider: openai, model: small}
+  ordered:
+    strategy: priority
+    deployments:
+      - {provider: mistral, model: first}
+      - {provider: openai, model: second}
+"""
+
+
+async def test_weights_and_priority(gateway_with: GatewayFactory, tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(WEIGHTED)
+    async with gateway_with(ROUTING_ENABLED="true", ROUTING_CONFIG_PATH=str(path)) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+
+        async def served(model: str) -> str:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": "hi"}]
+            )
+            return raw.headers["x-selected-provider"]
+
+        heavy = [await served("heavy") for _ in range(8)]
+        assert heavy.count("groq") == 6 and heavy.count("openai") == 2
+        assert heavy[:4] == ["groq", "groq", "openai", "groq"]  # spread, not bunched
+        assert {await served("ordered") for _ in range(4)} == {"mistral"}  # the first, while it is healthy
+
+
+def test_lowest_latency_prefers_the_fastest_and_measures_the_unknown_first(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "models: {quick: {strategy: lowest_latency, deployments: "
+        "[{provider: openai, model: a}, {provider: groq, model: b}, {provider: mistral, model: c}]}}"
+    )
+    keys = {"OPENAI_API_KEY": "k", "GROQ_API_KEY": "k", "MISTRAL_API_KEY": "k"}
+    alias = Settings.load({"ROUTING_ENABLED": "true", "ROUTING_CONFIG_PATH": str(path), **keys}).aliases["quick"]
+    a, b, c = alias.targets
+    alias.succeeded(a, 0.5)
+    alias.succeeded(b, 0.1)
+    assert alias.pick() == c  # never measured: tried first
+    alias.succeeded(c, 0.9)
+    assert alias.pick() == b
+    for _ in range(5):  # b slows down; its average follows
+        alias.succeeded(b, 2.0)
+    assert alias.pick() == a
+    assert alias.fallbacks(a) == [b, c]
+
+
+def test_a_weight_must_be_a_whole_number(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text("models: {a: {deployments: [{provider: openai, model: m, weight: 0.5}]}}")
+    with pytest.raises(SettingsError, match="weight"):
+        Settings.load({"ROUTING_ENABLED": "true", "ROUTING_CONFIG_PATH": str(path), "OPENAI_API_KEY": "k"})
+
+
+async def test_least_in_flight_sends_the_next_request_where_fewest_are_under_way(
+    gateway_with: GatewayFactory, tmp_path: Path
+) -> None:
+    """A stream that is still open counts as under way: with one open on the first deployment, the
+    next requests go to the other, until it ends."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "models: {busy: {strategy: least_in_flight, deployments: "
+        "[{provider: openai, model: hang}, {provider: groq, model: hang}]}}"
+    )
+    async with gateway_with(ROUTING_ENABLED="true", ROUTING_CONFIG_PATH=str(path)) as url, httpx.AsyncClient() as http:
+        body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as held:
+            first = held.headers["x-selected-provider"]
+            open_lines = await first_event(held)  # kept: the stream stays open, its upstream hanging
+            others = set()
+            for _ in range(3):
+                answer = await http.post(
+                    f"{url}/v1/chat/completions",
+                    json={"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+                )
+                others.add(answer.headers["x-selected-provider"])
+            assert first not in others and len(others) == 1
+            assert open_lines is not None
+        # The held stream is closed: both are idle again, and the first in the file's order serves.
+        await asyncio.sleep(0.1)
+        answer = await http.post(
+            f"{url}/v1/chat/completions", json={"model": "busy", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert answer.headers["x-selected-provider"] == "openai"

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from .conftest import GatewayFactory
 from .fakes import FakeProviders
 
 TOOLS = [
@@ -151,3 +152,39 @@ async def test_groq_quirks_are_handled_as_data(client: openai.AsyncOpenAI, fake:
         await client.chat.completions.create(model="groq/echo", messages=HELLO, n=2)  # type: ignore[arg-type]
     await client.chat.completions.create(model="openai/echo", messages=named, n=2)  # type: ignore[arg-type]
     assert fake.last_post("openai").json["messages"][0]["name"] == "alice" and fake.last_post("openai").json["n"] == 2
+
+
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+async def test_the_registrys_facts_refuse_images_to_a_model_without_vision(gateway_with: GatewayFactory) -> None:
+    """The vision gate reads the same model facts as /v1/models?include=: a model they say takes
+    text only gets a 400 before any provider is called; a model with vision, or one nothing is
+    known of, passes."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, IMAGE_PART]}]
+    async with gateway_with(ENABLE_VISION="true") as url, httpx.AsyncClient() as http:
+        refused = await http.post(
+            f"{url}/v1/chat/completions", json={"model": "openai/gpt-3.5-turbo", "messages": messages}
+        )
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_not_multimodal"
+        for model in ("openai/gpt-4o", "openai/unknown-model"):
+            passed = await http.post(f"{url}/v1/chat/completions", json={"model": model, "messages": messages})
+            assert passed.status_code == 200, passed.text
+        image_block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+        front_doors = {
+            "/v1/messages": {
+                "model": "openai/gpt-3.5-turbo",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": [image_block]}],
+            },
+            "/v1/responses": {
+                "model": "openai/gpt-3.5-turbo",
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "image_url": IMAGE_PART["image_url"]["url"]}]}
+                ],
+            },
+        }
+        for path, body in front_doors.items():
+            answer = await http.post(f"{url}{path}", json=body)
+            assert answer.status_code == 400, answer.text
+            assert "takes no images" in answer.json()["error"]["message"]  # each front door in its own envelope

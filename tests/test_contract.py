@@ -24,7 +24,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def app_operations() -> set[tuple[str, str]]:
-    app = create_app(Settings.load({"ROUTING_STRATEGY": "path"}))  # every route there is
+    app = create_app(Settings.load({"ROUTING_STRATEGY": "path", "ENABLE_IMAGES": "true"}))  # every route there is
     operations = set()
     for route in app.routes:
         assert isinstance(route, Route)
@@ -80,6 +80,7 @@ def test_wheel_holds_the_two_packages_and_the_registry(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("polyrelay-")} == {"gateway", "providers"}
     assert "providers/providers.yaml" in names
+    assert "gateway/inference_gateway.yaml" in names  # read by Settings.load at start-up
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -132,6 +132,9 @@ async def test_upstream_429_keeps_retry_after(gateway: str) -> None:
     )
     assert_envelope(response, 429, "invalid_request_error")
     assert response.headers["retry-after"] == "7"
+    # The provider's own limits come with its 429, for the caller to pace itself by.
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-ratelimit-limit-requests"] == "500"
 
 
 async def test_upstream_errors_before_a_stream_keep_their_status(client: openai.AsyncOpenAI) -> None:

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from .conftest import GatewayFactory
+from .test_metrics import free_port, scrape
 from .test_retries import HI, Flaky, sdk
 
 ROUTING = """
@@ -80,7 +81,9 @@ async def test_a_deployment_that_keeps_failing_is_ejected_then_readmitted(
 ) -> None:
     first = pair[0]
     first.script = [("status", (503, None))] * 2
-    async with gateway_with(**env(pair, tmp_path)) as url, httpx.AsyncClient() as http:
+    port = free_port()
+    settings = {**env(pair, tmp_path), "TELEMETRY_ENABLED": "true", "TELEMETRY_METRICS_PORT": str(port)}
+    async with gateway_with(**settings) as url, httpx.AsyncClient() as http:
         client = sdk(url)
         for _ in range(4):  # turns: first (fails, covered), second, first (fails: ejected), second
             answer = await client.chat.completions.create(model="pool", messages=HI)
@@ -89,6 +92,10 @@ async def test_a_deployment_that_keeps_failing_is_ejected_then_readmitted(
         ready = (await http.get(f"{url}/ready")).json()
         assert ready["status"] == "ready"
         assert ready["checks"]["aliases"]["pool"] == {"openai/first-model": "ejected", "groq/second-model": "ok"}
+        up = "polyrelay_alias_deployment_up"
+        scraped = await scrape(port)
+        assert scraped.value(up, alias="pool", deployment="openai/first-model") == 0
+        assert scraped.value(up, alias="pool", deployment="groq/second-model") == 1
         for _ in range(3):  # while it is out, every request goes to the second
             await client.chat.completions.create(model="pool", messages=HI)
         assert len(first.bodies) == 2
@@ -100,3 +107,4 @@ async def test_a_deployment_that_keeps_failing_is_ejected_then_readmitted(
         assert served == {"openai", "groq"} and len(first.bodies) >= 3
         ready = (await http.get(f"{url}/ready")).json()
         assert ready["checks"]["aliases"]["pool"]["openai/first-model"] == "ok"
+        assert (await scrape(port)).value(up, alias="pool", deployment="openai/first-model") == 1

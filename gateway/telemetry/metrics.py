@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from providers.errors import AuthenticationFailed, UpstreamError
 
@@ -35,6 +36,7 @@ from .scrape import MULTIPROCESS_DIR, LoopMetricsServer
 from .sink import Sink
 
 if TYPE_CHECKING:
+    from ..aliases import Aliases
     from ..settings import Settings
     from .exchange import Exchange
     from .sink import ToolCall
@@ -75,6 +77,31 @@ def _shared_counter(name: str, documentation: str, labelnames: tuple[str, ...], 
 def _shared_gauge(name: str, documentation: str, registry: CollectorRegistry) -> Any:
     # A dead worker's in-flight requests no longer count (scrape.WorkersMetrics.worker_gone).
     return prometheus_client.Gauge(name, documentation, registry=registry, multiprocess_mode="livesum")
+
+
+class _AliasStates:
+    """Each alias deployment's state at scrape time: ``polyrelay_alias_deployment_up`` is 1 while
+    it takes requests (ok, or probing after its cool-down), 0 while ejected."""
+
+    def __init__(self, aliases: Aliases) -> None:
+        self.aliases = aliases
+
+    def describe(self) -> list[Any]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "polyrelay_alias_deployment_up",
+            "Whether an alias's deployment takes requests (0 while it is ejected after failures).",
+            labels=("alias", "deployment"),
+        )
+
+    def collect(self) -> Iterator[Any]:
+        family = self._family()
+        for name, alias in self.aliases.items():
+            for deployment, state in alias.states().items():
+                family.add_metric((name, deployment), 0.0 if state == "ejected" else 1.0)
+        yield family
 
 
 class ModelLabels:
@@ -269,12 +296,15 @@ class Metrics(Sink):
         # A worker of several (see scrape.WorkersMetrics) is a child process started with
         # prometheus-client's directory set by its supervisor, which serves the sum of all workers.
         worker = bool(os.environ.get(MULTIPROCESS_DIR)) and multiprocessing.parent_process() is not None
-        return cls(
+        metrics = cls(
             provider_names={pid: p.spec.telemetry_name for pid, p in settings.providers.items()},
             host=settings.server_host,
             port=settings.telemetry_metrics_port,
             multiprocess=worker,
         )
+        if settings.aliases and not worker:  # the states live in this process (each worker has its own)
+            metrics.registry.register(_AliasStates(settings.aliases))  # type: ignore[arg-type]
+        return metrics
 
     async def start(self) -> None:
         if not self.multiprocess:

@@ -3,6 +3,7 @@
     TracedAdapter   ``chat {model}`` per model call (an MCP chat makes several): GenAI request
                     parameters at the start; response id, model, finish reasons and usage at the end
     TracedStream    the same span for a stream, ended when the stream is closed
+                    (and ``embeddings {model}`` per embeddings call, with its input tokens)
     TracedClient    ``{method}`` per raw proxy call, ended with the request (the relay reads its body)
 
 Each call's ``traceparent`` (and ``tracestate``) is added to ``providers.transport.OUTBOUND`` while
@@ -24,13 +25,13 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, set_span_in_context
 
-from providers import Adapter, ChatRequest, EventStream, HttpClient, ModelInfo, Timeouts
+from providers import Adapter, ChatRequest, EmbeddingRequest, EventStream, HttpClient, ModelInfo, Timeouts
 from providers.redact import Redactor
 from providers.sse import holds_error_event
 from providers.transport import OUTBOUND, Headers, UpstreamResponse
 
 from .exchange import Exchange, current, error_kind
-from .usage import read_usage
+from .usage import read_embedding_usage, read_usage
 
 __all__ = ["OPEN", "SPAN", "TracedAdapter", "TracedClient", "TracedStream", "finish_reasons", "request_attributes"]
 
@@ -180,6 +181,28 @@ class TracedAdapter(Adapter):
         with _call_in(span):
             events = await self.inner.stream(request)
         return TracedStream(events, span, started, _choices(request.payload))
+
+    async def embed(self, request: EmbeddingRequest) -> bytes:
+        attributes = {
+            **self._fixed,
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.request.model": request.model,
+            "gen_ai.request.encoding_formats": ("base64" if request.base64 else "float",),
+        }
+        if request.dimensions is not None:
+            attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
+        name = f"embeddings {request.model}"
+        span = self.tracer.start_span(name, parent_context(current()), SpanKind.CLIENT, attributes)
+        with _call_in(span):
+            body = await self.inner.embed(request)
+        usage = read_embedding_usage(body) if span.is_recording() else None
+        if usage is not None:
+            answered: dict[str, Any] = {"gen_ai.usage.input_tokens": usage.input}
+            if usage.model is not None:
+                answered["gen_ai.response.model"] = usage.model
+            span.set_attributes(answered)
+        span.end()
+        return body
 
     async def list_models(self) -> list[ModelInfo]:
         return await self.inner.list_models()

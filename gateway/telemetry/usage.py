@@ -16,7 +16,7 @@ import re
 
 import orjson
 
-__all__ = ["Usage", "read_usage"]
+__all__ = ["Usage", "read_embedding_usage", "read_usage"]
 
 
 class Usage:
@@ -67,6 +67,31 @@ def read_usage(tail: tuple[bytes, ...]) -> Usage | None:
 
 
 _PARSED_WHOLE = 4096  # bytes
+
+
+def read_embedding_usage(body: bytes) -> Usage | None:
+    """The input tokens and model of an OpenAI embeddings answer (no completion tokens there), or
+    ``None`` when it reports none: a count of 0 is a provider that did not count (Gemini), since
+    every input holds something. Both sit after the vectors, so they are searched from the end.
+
+    >>> u = read_embedding_usage(b'{"data":[],"model":"m","usage":{"prompt_tokens":4,"total_tokens":4}}')
+    >>> u.input, u.output, u.model
+    (4, 0, 'm')
+    """
+    at = body.rfind(b'"usage"')
+    raw = None if at < 0 else _object_after(body, at + 7)
+    if raw is None:
+        return None
+    try:
+        usage = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    prompt = usage.get("prompt_tokens") if type(usage) is dict else None
+    if type(prompt) is not int or prompt <= 0:
+        return None
+    model_at = body.rfind(b'"model"')
+    found = None if model_at < 0 else _STRING.match(body, model_at + 7)
+    return Usage(prompt, 0, model=None if found is None else found.group(1).decode("utf-8", "replace"))
 
 
 def _event_end(data: bytes, at: int) -> int:

@@ -1,0 +1,126 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: parse, route, authorize, then relay
+or translate.
+
+The model is named as for chat (``provider/model`` or ``?provider=``), the model policy and the
+vision gate apply as for chat. A provider whose registry entry lists ``messages`` gets the request
+natively (``native.NativeRelay``) unless MCP tools are to be merged; any other (or that one, then)
+gets it translated to chat and called through the chat runner, so MCP tools merge in as for chat,
+its answer translated back (``answer``, ``stream``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from providers import Adapter, ChatRequest
+from providers.registry import Provider
+
+from ..auth import identity_of
+from ..body import read_body
+from ..chat import SSE_HEADERS, check_vision
+from ..errors import anthropic_error_event
+from ..mcp import bypassed
+from ..mcp.agent import ChatRunner, Direct, Events
+from ..policy import ModelPolicy
+from ..relay import RelayResponse, until_disconnect
+from ..routing import resolve
+from ..settings import Settings
+from ..telemetry import current
+from ..telemetry.exchange import Exchange
+from .answer import to_message
+from .native import NativeRelay
+from .request import has_images, parse, to_chat
+from .stream import MessageStream
+from .tokens import estimate
+
+__all__ = ["MessagesEndpoint"]
+
+
+class MessagesEndpoint:
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: Mapping[str, Adapter],
+        policy: ModelPolicy,
+        runner: ChatRunner,
+        native: NativeRelay,
+    ) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.policy = policy
+        self.runner = runner
+        self.direct = Direct()
+        self.native = native
+        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+
+    async def create(self, request: Request) -> Response | RelayResponse:
+        body, parsed, provider, model = await self._routed(request, count_only=False)
+        exchange = current()
+        exchange.operation = "chat"
+        if has_images(parsed):
+            check_vision(self.settings, provider, model)
+        stream = parsed.get("stream") is True
+        runner = self.direct if bypassed(request) else self.runner
+        # With MCP tools to merge, even a native provider is called through chat (its adapter
+        # translates back to Messages): the gateway's tool loop works on chat requests.
+        if provider.serves("messages") and isinstance(runner, Direct):
+            return await self.native.send(request, body, provider, model, "", stream=stream, named=parsed["model"])
+        chat = ChatRequest(to_chat(parsed, provider, model), model, stream=stream)
+        adapter = self.adapters[provider.id]
+        if stream:
+            events = await until_disconnect(request, runner.stream(adapter, chat))
+            exchange.stream_started()
+            translated = _translated(events, MessageStream(model, parsed.get("stop_sequences")), exchange)
+
+            async def close() -> None:
+                try:
+                    await translated.aclose()
+                finally:
+                    await events.aclose()
+
+            return RelayResponse(translated, close=close, headers=SSE_HEADERS, on_error=anthropic_error_event)
+        answer = await until_disconnect(request, runner.chat(adapter, chat))
+        exchange.answered(answer)  # OpenAI's usage, read by telemetry as for chat
+        message = to_message(orjson.loads(answer), parsed.get("stop_sequences"))
+        return Response(orjson.dumps(message), media_type="application/json")
+
+    async def count_tokens(self, request: Request) -> Response | RelayResponse:
+        body, parsed, provider, model = await self._routed(request, count_only=True)
+        if provider.serves("messages"):
+            return await self.native.send(
+                request, body, provider, model, "/count_tokens", stream=False, named=parsed["model"]
+            )
+        tokens = estimate(to_chat(parsed, provider, model))
+        return Response(orjson.dumps({"input_tokens": tokens}), media_type="application/json")
+
+    async def _routed(self, request: Request, *, count_only: bool) -> tuple[bytes, dict[str, Any], Provider, str]:
+        """The body, parsed; the provider and its model name, which the caller may use."""
+        settings = self.settings
+        body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
+        parsed = parse(body, count_only=count_only)
+        # The model named outside the body by the routing strategy wins over the body's.
+        named = request.path_params.get("model") or parsed["model"]
+        if self.model_header is not None and (routed := request.headers.get(self.model_header)):
+            named = routed
+        provider, model = resolve(named, request.query_params.get("provider"), settings.providers, settings.aliases)
+        exchange = current()
+        exchange.provider, exchange.model = provider.id, model
+        self.policy.check(provider.id, model, identity_of(request.scope))
+        return body, parsed, provider, model
+
+
+async def _translated(events: Events, translator: MessageStream, exchange: Exchange) -> AsyncGenerator[bytes, None]:
+    async for chunk in events:
+        out = translator.feed(chunk)
+        if out:
+            yield out
+        if translator.failure is not None:
+            raise translator.failure  # the relay ends the stream with Anthropic's error event
+    yield translator.end()
+    exchange.usage = translator.telemetry()
+    exchange.response_model = translator.model
