@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
 
     # -- POST /v1/embeddings (relayed to OpenAI-compatible providers, translated for Gemini and Cohere)
-    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
+    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy, limits or UNLIMITED)
     routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
 
     # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> Starlette:
         policy,
         mcp.runner,
         NativeRelay(telemetry.wrap_client(http), adapters, options.timeouts),
+        limits or UNLIMITED,
     )
     routes += [
         Route("/v1/messages", messages.create, methods=["POST"]),
@@ -133,7 +134,13 @@ def create_app(settings: Settings) -> Starlette:
 
     # -- POST /v1/responses: relayed to providers that serve it, translated through chat for the rest.
     responses = ResponsesEndpoint(
-        settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
+        settings,
+        adapters,
+        telemetry.wrap_adapters(adapters),
+        policy,
+        mcp.runner,
+        telemetry.wrap_client(http),
+        limits or UNLIMITED,
     )
     routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
     if settings.routing_strategy == "path":

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -517,3 +518,27 @@ def test_anthropics_rate_limit_headers_in_openais_names() -> None:
         "x-ratelimit-limit-tokens": "40000",
     }
     assert 28 <= seconds(reset) <= 30
+
+
+async def test_one_callers_limit_counts_on_every_model_route(gateway_with: GatewayFactory) -> None:
+    """Chat, embeddings, the Responses API and Anthropic's Messages API take from the same counters;
+    a refusal on /v1/messages comes in Anthropic's envelope, which its SDK reads as a rate limit."""
+    async with gateway_with(**limited({"default": {"requests_per_minute": 4}})) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=KEYS["alice"], max_retries=0)
+        messages: Any = [{"role": "user", "content": "hi"}]
+        chat = await client.chat.completions.with_raw_response.create(model="openai/echo", messages=messages)
+        embedded = await client.embeddings.with_raw_response.create(model="openai/text-embedding-3-small", input="x")
+        answered = await client.responses.with_raw_response.create(model="openai/echo", input="hi")
+        claude = anthropic.AsyncAnthropic(base_url=url, api_key=KEYS["alice"], max_retries=0)
+        message = await claude.messages.with_raw_response.create(
+            model="anthropic/claude-sonnet-4-5", max_tokens=16, messages=messages
+        )
+        left = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (chat, embedded, answered, message)]
+        assert left == [3, 2, 1, 0]
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await claude.messages.create(model="anthropic/claude-sonnet-4-5", max_tokens=16, messages=messages)
+        assert refused.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+        assert "4 requests per minute" in refused.value.message
+        assert 14 <= int(refused.value.response.headers["retry-after"]) <= 15
+        with pytest.raises(openai.RateLimitError):
+            await client.responses.create(model="openai/echo", input="hi")

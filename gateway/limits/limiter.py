@@ -233,7 +233,8 @@ class Limits:
 
 
 def _max_tokens(payload: Mapping[str, Any]) -> int:
-    value = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    # Chat's two names, and the Responses API's.
+    value = payload.get("max_completion_tokens") or payload.get("max_tokens") or payload.get("max_output_tokens")
     return value if type(value) is int and value > 0 else 0
 
 
