@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test run lint bench lock image-test fuzz
+.PHONY: test run lint bench lock image-test fuzz test-tools
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,8 +16,14 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint test-tools
 	$(BIN)/pytest
+
+# The rate-limit tests start a real redis-server (Debian's package): installed when missing, as root.
+test-tools:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq redis-server; } \
+		|| { echo "make test needs redis-server: apt-get install redis-server" >&2; exit 1; }
 
 run: $(BIN)/.installed
 	$(BIN)/polyrelay serve

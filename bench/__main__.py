@@ -8,7 +8,7 @@ Environment: BENCH_DURATION (seconds per wrk run, 8), BENCH_SOAK_REQUESTS (10000
 BENCH_SOAK_MAX_SECONDS, 240, allow),
 BENCH_STREAMS (1000 concurrent slow streams), BENCH_QUICK=1 (short runs, for a smoke test),
 BENCH_METRICS=1 (the gateway under test with TELEMETRY_ENABLED=true, scraped once at the end),
-BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers", "clients").
+BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers", "clients", "limits").
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ def free_port() -> int:
 
 def need_tools() -> None:
     missing = [
-        tool for tool in ("nginx", "wrk", "hey") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()
+        tool
+        for tool in ("nginx", "wrk", "hey", "redis-server")
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()
     ]
     if not missing:
         return
-    packages = {"nginx": "nginx-light", "wrk": "wrk", "hey": "hey"}
+    packages = {"nginx": "nginx-light", "wrk": "wrk", "hey": "hey", "redis-server": "redis-server"}
     if os.geteuid() != 0:
         raise SystemExit(f"bench needs {', '.join(missing)}: apt-get install {' '.join(packages[m] for m in missing)}")
     print(f"installing {', '.join(missing)} (Debian packages)", flush=True)
@@ -252,7 +254,7 @@ class Bench:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), 15)
 
-    def gateway(self, workers: int = 1) -> tuple[int, Watch, float]:
+    def gateway(self, workers: int = 1, extra: dict[str, str] | None = None) -> tuple[int, Watch, float]:
         port = free_port()
         mock = f"http://127.0.0.1:{self.mock}"
         env = {
@@ -271,6 +273,7 @@ class Bench:
         if METRICS:
             self.metrics_port = free_port()
             env |= {"TELEMETRY_ENABLED": "true", "TELEMETRY_METRICS_PORT": str(self.metrics_port)}
+        env |= extra or {}
         process = self.spawn([sys.executable, "-m", "gateway", "serve"], env)
         startup = wait_http(port)
         return port, Watch(process.pid), startup
@@ -401,6 +404,8 @@ class Bench:
             self.workers()
         if wanted("clients"):
             self.clients()
+        if wanted("limits"):
+            self.limits()
 
     def stop_process(self, watch: Watch) -> None:
         watch.process.terminate()
@@ -468,6 +473,35 @@ class Bench:
             watch,
         )
         self.stop_process(watch)
+
+    def limits(self) -> None:
+        """Scenario 1 with a rate limit on every request (far above the load: none is refused), its
+        counters in the process, then in a loopback redis-server: the limiter's cost."""
+        rules = '{"default": {"requests_per_minute": 1000000000, "tokens_per_minute": 1000000000}}'
+        redis_port = free_port()
+        redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.spawn([redis, "--port", str(redis_port), "--save", "", "--appendonly", "no", "--dir", self.dir])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", redis_port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        for store, extra in (("memory", {}), ("redis", {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"})):
+            port, watch, _ = self.gateway(extra={"LIMITS": rules, **extra})
+            time.sleep(1)
+            self.load(
+                f"1. passthrough JSON, limits in {store}",
+                "gateway",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                CHAT_BODY % ("openai/m", ""),
+                32,
+                watch,
+            )
+            self.stop_process(watch)
 
     def clients(self) -> None:
         upstream = f"http://127.0.0.1:{self.mock}/openai/v1/chat/completions"

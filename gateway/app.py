@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from providers import AdapterOptions, AdapterTimeouts, ClientOptions, HttpClient, Provider, Timeouts, build_adapter
+from providers.capacity import CappedClient
 from providers.retry import RetryingClient, RetryPolicy
 
 from .auth import ApiKeys, AuthMiddleware
@@ -29,6 +30,8 @@ from .embeddings import EmbeddingsEndpoint
 from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
+from .limits.limiter import UNLIMITED, Limits
+from .limits.middleware import LimitsMiddleware
 from .mcp import MCP
 from .messages import MessagesEndpoint, NativeRelay
 from .models import ModelsEndpoint
@@ -85,7 +88,8 @@ def create_app(settings: Settings) -> Starlette:
     guardrails = Guardrails.from_settings(settings, http)
     mcp = MCP.from_settings(settings, telemetry, guardrails)
     # With tracing on, the chat route's adapters and the proxy's client make client spans.
-    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner)
+    limits = Limits.from_settings(settings)  # None when no limit is configured: no middleware, no cost
+    chat = ChatEndpoint(settings, telemetry.wrap_adapters(adapters), policy, mcp.runner, limits or UNLIMITED)
     models = ModelsEndpoint(settings, adapters, policy)
     push = MetricsPush(
         telemetry.metrics if settings.telemetry_metrics_push_enabled else None, settings.server_read_timeout
@@ -101,7 +105,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
 
     # -- POST /v1/embeddings (relayed to OpenAI-compatible providers, translated for Gemini and Cohere)
-    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy)
+    embeddings = EmbeddingsEndpoint(settings, telemetry.wrap_adapters(adapters), policy, limits or UNLIMITED)
     routes.append(Route("/v1/embeddings", embeddings.handle, methods=["POST"]))
 
     # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
@@ -116,6 +120,7 @@ def create_app(settings: Settings) -> Starlette:
         policy,
         mcp.runner,
         NativeRelay(telemetry.wrap_client(http), adapters, options.timeouts),
+        limits or UNLIMITED,
     )
     routes += [
         Route("/v1/messages", messages.create, methods=["POST"]),
@@ -129,7 +134,13 @@ def create_app(settings: Settings) -> Starlette:
 
     # -- POST /v1/responses: relayed to providers that serve it, translated through chat for the rest.
     responses = ResponsesEndpoint(
-        settings, adapters, telemetry.wrap_adapters(adapters), policy, mcp.runner, telemetry.wrap_client(http)
+        settings,
+        adapters,
+        telemetry.wrap_adapters(adapters),
+        policy,
+        mcp.runner,
+        telemetry.wrap_client(http),
+        limits or UNLIMITED,
     )
     routes.append(Route("/v1/responses", responses.handle, methods=["POST"]))
     if settings.routing_strategy == "path":
@@ -166,6 +177,8 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.auth_oidc_retry_interval,
             )
         middleware.append(Middleware(AuthMiddleware, keys=ApiKeys(settings.auth_api_keys), oidc=oidc))
+    if limits is not None:  # inside authentication: the routes' admissions count per caller
+        middleware.append(Middleware(LimitsMiddleware))
     if guardrails is not None:  # inside authentication: policies see who is calling
         middleware.append(
             Middleware(
@@ -176,7 +189,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     # Next to /health, once the verifier exists: readiness waits for its keys.
-    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases).handle, methods=["GET"]))
+    routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases, limits).handle, methods=["GET"]))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,6 +215,8 @@ def create_app(settings: Settings) -> Starlette:
             if oidc is not None:
                 await oidc.close()
             await http.close()
+            if limits is not None:
+                await limits.store.close()
             await telemetry.close()
 
     return Starlette(
@@ -213,7 +228,12 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpClient:
-    """The client a provider's adapter calls through: with retries, unless they are off for it."""
+    """The client a provider's adapter calls through: with its cap on calls in flight, if any, and
+    retries, unless they are off for it (the cap inside: a retry's wait holds no slot)."""
+    cap = settings.upstream_max_in_flight if provider.max_in_flight is None else provider.max_in_flight
+    if cap:
+        named = f"{provider.spec.env_prefix}_MAX_IN_FLIGHT" if provider.max_in_flight else "UPSTREAM_MAX_IN_FLIGHT"
+        http = CappedClient(http, cap, provider.id, named)
     retries = settings.upstream_retries if provider.retries is None else provider.retries
     if retries == 0:
         return http

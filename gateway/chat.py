@@ -21,6 +21,7 @@ from .aliases import Target
 from .auth import identity_of
 from .body import read_body
 from .errors import error_event
+from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .mcp import bypassed
 from .mcp.agent import ChatRunner, Direct
 from .policy import ModelPolicy
@@ -45,9 +46,15 @@ class ChatEndpoint:
     """The chat route, with the settings and one adapter per configured provider."""
 
     def __init__(
-        self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy, runner: ChatRunner
+        self,
+        settings: Settings,
+        adapters: Mapping[str, Adapter],
+        policy: ModelPolicy,
+        runner: ChatRunner,
+        limits: Limits | Unlimited = UNLIMITED,
     ) -> None:
         self.settings = settings
+        self.limits = limits
         self.adapters = adapters
         self.policy = policy
         self.runner = runner
@@ -66,6 +73,8 @@ class ChatEndpoint:
         self.policy.check(provider.id, model, identity_of(request.scope))
         if _has_image(payload["messages"]):
             check_vision(settings, provider, model)
+        # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
+        await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         runner = self.direct if bypassed(request) else self.runner
         alias = settings.aliases.get(payload["model"].strip()) if exchange.selected is not None else None
         if alias is None:

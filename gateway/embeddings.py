@@ -20,6 +20,7 @@ from providers.json_codec import load_json
 
 from .auth import identity_of
 from .body import read_body
+from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .policy import ModelPolicy
 from .relay import until_disconnect
 from .routing import require_endpoint, resolve
@@ -37,8 +38,15 @@ _INPUT_SHAPES = "a string, a list of strings, a list of token ids, or a list of 
 class EmbeddingsEndpoint:
     """The embeddings route, with the settings and one adapter per configured provider."""
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], policy: ModelPolicy) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: Mapping[str, Adapter],
+        policy: ModelPolicy,
+        limits: Limits | Unlimited = UNLIMITED,
+    ) -> None:
         self.settings = settings
+        self.limits = limits
         self.adapters = adapters
         self.policy = policy
         self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
@@ -55,6 +63,7 @@ class EmbeddingsEndpoint:
         exchange.operation, exchange.provider, exchange.model = "embeddings", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
         require_endpoint(provider, "embeddings", settings.providers)
+        await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         adapter = self.adapters[provider.id]
         answer = await until_disconnect(request, adapter.embed(EmbeddingRequest(payload, model, texts)))
         # Not a chat usage (no completion tokens): read here, so the sinks find it set.

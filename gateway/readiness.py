@@ -14,7 +14,10 @@ serves, draining or not.
 The body names each check: ``{"status": "ready", "checks": {"http_pool": "ok", "oidc": "off",
 "draining": false, "mcp": {"search": "connected"}}}``, and with model aliases each deployment's
 state (``"aliases": {"fast": {"groq/llama-3.3-70b-versatile": "ejected"}}``: ok, ejected or
-probing); the status is ``starting`` or ``draining`` when not ready. It holds no URL and no
+probing), and with rate limits their store's (``"limits": {"store": "redis", "state": "ok"}``, or
+``down, failing open`` / ``down, failing closed``: Redis is pinged by each probe). The status is
+``starting`` or ``draining`` when not ready, or ``limits_down`` while limits failing closed have
+no store (they refuse every request); failing open, the process stays ready. It holds no URL and no
 secret: MCP servers appear by name.
 """
 
@@ -33,6 +36,7 @@ from .relay import DRAIN_EXTENSION
 
 if TYPE_CHECKING:
     from .aliases import Aliases
+    from .limits.limiter import Limits
     from .mcp import MCP
     from .oidc import OIDCVerifier
 
@@ -42,11 +46,20 @@ _HEADERS = {"Cache-Control": "no-store"}
 
 
 class Readiness:
-    def __init__(self, http: HttpClient, oidc: OIDCVerifier | None, mcp: MCP, aliases: Aliases | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        oidc: OIDCVerifier | None,
+        mcp: MCP,
+        aliases: Aliases | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.http = http
         self.oidc = oidc
         self.mcp = mcp
         self.aliases = aliases
+        self.limits = limits
+        self.limits_state = "off" if limits is None else "ok"
 
     def report(self, drain: Drain | None) -> tuple[bool, dict[str, Any]]:
         """Whether the process is ready, and the body that says why."""
@@ -61,12 +74,19 @@ class Readiness:
         }
         if self.aliases:  # reported, never required: an alias with a deployment out still serves
             checks["aliases"] = {name: alias.states() for name, alias in self.aliases.items()}
+        if self.limits is not None:
+            checks["limits"] = {"store": self.limits.store.name, "state": self.limits_state}
         starting = pool != "ok" or oidc == "waiting"
-        status = "draining" if draining else "starting" if starting else "ready"
+        # Limits failing closed refuse every request while their store is down: not worth sending
+        # traffic to. Failing open, the process serves (unlimited), so it stays ready.
+        refusing = self.limits_state == "down, failing closed"
+        status = "draining" if draining else "starting" if starting else "limits_down" if refusing else "ready"
         return status == "ready", {"status": status, "checks": checks}
 
     async def handle(self, request: Request) -> Response:
         extensions = request.scope.get("extensions") or {}
+        if self.limits is not None:
+            self.limits_state = await self.limits.probe()
         ready, body = self.report(extensions.get(DRAIN_EXTENSION))
         return Response(
             orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json", headers=_HEADERS

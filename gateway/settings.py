@@ -28,6 +28,7 @@ from providers.registry import Provider, ProviderSpec, RegistryError, load_regis
 
 from . import inference_gateway
 from .aliases import AliasError, Aliases
+from .limits import Rules, parse_limits
 from .routing import model_name_problem
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "Var"]
@@ -207,17 +208,18 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
-def _provider_retries(values: Mapping[str, str], prefix: str) -> int | None:
-    raw = values.get(f"{prefix}_RETRIES")
+def _provider_count(values: Mapping[str, str], name: str) -> int | None:
+    """A provider's own count (``<ID>_RETRIES``, ``<ID>_MAX_IN_FLIGHT``), or ``None`` when unset."""
+    raw = values.get(name)
     if raw is None or not raw.strip():
         return None
     try:
-        retries = parse_int(raw)
+        count = parse_int(raw)
     except ValueError as exc:
-        raise SettingsError(f"{prefix}_RETRIES={raw!r} is not valid: {exc}.") from None
-    if retries < 0:
-        raise SettingsError(f"{prefix}_RETRIES must be 0 or more.")
-    return retries
+        raise SettingsError(f"{name}={raw!r} is not valid: {exc}.") from None
+    if count < 0:
+        raise SettingsError(f"{name} must be 0 or more.")
+    return count
 
 
 @dataclass(frozen=True)
@@ -627,6 +629,42 @@ SETTINGS: tuple[Var, ...] = (
         "The longest Retry-After waited for before retrying; a longer one is relayed to the caller.",
     ),
     Var(
+        "UPSTREAM_MAX_IN_FLIGHT",
+        "upstream_max_in_flight",
+        parse_int,
+        "0",
+        "Most calls in flight to each provider, per process; one more gets 503 at once (an alias falls back). "
+        "0: no cap. <ID>_MAX_IN_FLIGHT sets it for one provider.",
+    ),
+    Var(
+        "LIMITS",
+        "limits",
+        parse_limits,
+        "",
+        "Rate limits and quotas as JSON (the config file's limits: block): default, identities, models, global.",
+    ),
+    Var(
+        "LIMITS_FAIL_MODE",
+        "limits_fail_mode",
+        parse_choice("open", "closed"),
+        "open",
+        "When the limits' Redis cannot be reached: open lets requests through unlimited, closed refuses them (503).",
+    ),
+    Var(
+        "LIMITS_IDENTITY_CLAIM",
+        "limits_identity_claim",
+        str,
+        "",
+        "A token claim (such as team) whose value callers are counted and matched by, instead of their subject.",
+    ),
+    Var(
+        "REDIS_URL",
+        "redis_url",
+        str,
+        "",
+        "Redis holding the limits' counters, shared by every process and replica (in memory when empty).",
+    ),
+    Var(
         "GUARDRAILS_ENABLED",
         "guardrails_enabled",
         parse_bool,
@@ -739,6 +777,11 @@ class Settings:
     mcp_polling_timeout: float = 5.0
     upstream_retries: int = 2
     upstream_retry_after_max: float = 10.0
+    upstream_max_in_flight: int = 0
+    limits: Rules = field(default_factory=Rules)
+    limits_fail_mode: str = "open"
+    limits_identity_claim: str = ""
+    redis_url: str = ""
     guardrails_enabled: bool = False
     guardrails_policy_dir: str = ""
     guardrails_fail_mode: str = "closed"
@@ -782,7 +825,8 @@ class Settings:
                 spec,
                 url=values.get(f"{spec.env_prefix}_API_URL") or spec.url,
                 api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
-                retries=_provider_retries(values, spec.env_prefix),
+                retries=_provider_count(values, f"{spec.env_prefix}_RETRIES"),
+                max_in_flight=_provider_count(values, f"{spec.env_prefix}_MAX_IN_FLIGHT"),
             )
             for pid, spec in registry.items()
         }
@@ -831,6 +875,8 @@ class Settings:
                 raise SettingsError(f"GUARDRAILS_POLICY_DIR: no directory at {self.guardrails_policy_dir}.")
             if self.guardrails_external_url and not self.guardrails_external_url.startswith(("https://", "http://")):
                 raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
         if self.upstream_retries < 0:
             raise SettingsError("UPSTREAM_RETRIES must be 0 (no retries) or more.")
         if self.stream_max_event_size < 1:
@@ -889,6 +935,8 @@ def _read_yaml(path: Path, registry: Mapping[str, ProviderSpec]) -> Iterable[tup
             yield from _yaml_providers(path, value, registry)
         elif key == "mcp" and isinstance(value, dict) and isinstance(value.get("servers"), list):
             yield from _yaml_mcp(path, value, known)
+        elif key == "limits" and isinstance(value, dict):
+            yield from _yaml_limits(path, value, known)
         elif isinstance(value, dict):
             for sub, sub_value in value.items():
                 yield _yaml_setting(path, f"{key}.{sub}", f"{key}_{sub}".upper(), sub_value, known)
@@ -931,6 +979,16 @@ def _yaml_mcp(path: Path, section: dict[str, Any], known: set[str]) -> Iterable[
     for sub, sub_value in section.items():
         if sub != "servers":
             yield _yaml_setting(path, f"mcp.{sub}", f"MCP_{sub}".upper(), sub_value, known)
+
+
+def _yaml_limits(path: Path, section: dict[str, Any], known: set[str]) -> Iterable[tuple[str, str]]:
+    """``limits``: its rules as LIMITS (JSON), its fail_mode and identity_claim as their variables."""
+    rules = {k: v for k, v in section.items() if k not in ("fail_mode", "identity_claim")}
+    if rules:
+        yield "LIMITS", json.dumps(rules)
+    for sub in ("fail_mode", "identity_claim"):
+        if sub in section:
+            yield _yaml_setting(path, f"limits.{sub}", f"LIMITS_{sub}".upper(), section[sub], known)
 
 
 def _yaml_api_key(path: Path, entry: Any) -> str:

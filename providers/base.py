@@ -25,6 +25,7 @@ from .embeddings import EmbeddingRequest
 from .errors import InvalidRequest, UpstreamInvalidAnswer, UpstreamStatusError
 from .json_codec import dump_json
 from .model_lists import FORMATS, ModelInfo, list_models
+from .rate_limits import rate_limit_headers
 from .redact import Redactor
 from .registry import Provider
 from .sampling import sampled
@@ -275,9 +276,10 @@ def upstream_error(
         message = redactor.text(message)
     headers = {"Retry-After": retry_after} if retry_after else {}
     if status == 429 and answer_headers is not None:
-        # The provider's own limits (x-ratelimit-limit-requests...), relayed with its 429 so the
-        # caller can pace itself: they count the gateway's key, and say nothing secret.
-        headers.update((k, v) for k, v in answer_headers.items() if k.lower().startswith("x-ratelimit-"))
+        # The provider's own limits (x-ratelimit-limit-requests..., Anthropic's in those names),
+        # relayed with its 429 so the caller can pace itself: they count the gateway's key, and say
+        # nothing secret.
+        headers.update(rate_limit_headers(answer_headers))
     return UpstreamStatusError(
         status,
         f"{provider.id}: {message}",

@@ -108,6 +108,7 @@ class Provider:
     url: str
     api_key: str | None = None
     retries: int | None = None  # <ID>_RETRIES: this provider's retries, else the gateway's UPSTREAM_RETRIES
+    max_in_flight: int | None = None  # <ID>_MAX_IN_FLIGHT, else UPSTREAM_MAX_IN_FLIGHT (0: no cap)
 
     @property
     def id(self) -> str:

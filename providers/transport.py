@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -77,7 +77,7 @@ class UpstreamResponse:
     ``raw_headers``, ``read()`` and ``iter_chunks()``.
     """
 
-    __slots__ = ("_headers", "_idle", "_redactor", "_response", "status")
+    __slots__ = ("_done", "_headers", "_idle", "_redactor", "_response", "status")
 
     def __init__(
         self, response: aiohttp.ClientResponse, idle: float | None = None, redactor: Redactor | None = None
@@ -87,6 +87,16 @@ class UpstreamResponse:
         self._redactor = redactor
         self._headers: CIMultiDictProxy[str] | None = None if redactor else response.headers
         self.status: int = response.status
+        self._done: Callable[[], None] | None = None
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the answer is done with: read, closed or finished."""
+        self._done = callback
+
+    def _finished(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -114,6 +124,8 @@ class UpstreamResponse:
             finally:
                 self._response.release()
                 _count_upstream(started)
+                if self._done is not None:
+                    self._finished()
         return body if self._redactor is None else self._redactor.whole(body)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
@@ -141,6 +153,8 @@ class UpstreamResponse:
     def close(self) -> None:
         """Drop the connection unless the body was read to its end (then it returns to the pool)."""
         self._response.close()
+        if self._done is not None:
+            self._finished()
 
     async def aclose(self) -> None:
         self.close()
@@ -157,6 +171,8 @@ class UpstreamResponse:
             pass
         finally:
             self._response.close()  # a no-op for the connection once the body reached its end
+            if self._done is not None:
+                self._finished()
 
 
 class HttpClient:

@@ -24,6 +24,7 @@ from ..auth import identity_of
 from ..body import read_body
 from ..chat import SSE_HEADERS, check_vision
 from ..errors import anthropic_error_event
+from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct, Events
 from ..policy import ModelPolicy
@@ -49,8 +50,10 @@ class MessagesEndpoint:
         policy: ModelPolicy,
         runner: ChatRunner,
         native: NativeRelay,
+        limits: Limits | Unlimited = UNLIMITED,
     ) -> None:
         self.settings = settings
+        self.limits = limits
         self.adapters = adapters
         self.policy = policy
         self.runner = runner
@@ -60,6 +63,7 @@ class MessagesEndpoint:
 
     async def create(self, request: Request) -> Response | RelayResponse:
         body, parsed, provider, model = await self._routed(request, count_only=False)
+        await self.limits.admit(request.scope, parsed, len(body), provider.id, model)
         exchange = current()
         exchange.operation = "chat"
         if has_images(parsed):

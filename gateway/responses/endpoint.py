@@ -16,6 +16,7 @@ from providers.json_codec import load_json
 from ..auth import identity_of
 from ..body import read_body
 from ..chat import check_vision
+from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct
 from ..policy import ModelPolicy
@@ -44,8 +45,10 @@ class ResponsesEndpoint:
         policy: ModelPolicy,
         runner: ChatRunner,
         http: HttpClient,
+        limits: Limits | Unlimited = UNLIMITED,
     ) -> None:
         self.settings = settings
+        self.limits = limits
         self.traced = traced  # for translation: the chat adapters, as the chat route calls them
         self.policy = policy
         self.runner = runner
@@ -64,6 +67,7 @@ class ResponsesEndpoint:
         exchange = current()
         exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
         self.policy.check(provider.id, model, identity_of(request.scope))
+        await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         if has_image(payload):
             check_vision(settings, provider, model, param="input")
         if provider.serves("responses"):
