@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> Starlette:
     # -- One model's entry, and OpenAI's endpoints relayed to the providers that serve them
     # (completions, moderations, images, audio); their calls are client spans with tracing on.
     routes.append(Route("/v1/models/{model:path}", models.retrieve, methods=["GET"]))
-    routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy)
+    routes += relayed_routes(settings, adapters, telemetry.wrap_client(http), policy, limits or UNLIMITED)
     # --
     # Anthropic's Messages API, relayed natively or translated to chat for every provider.
     messages = MessagesEndpoint(

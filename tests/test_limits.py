@@ -542,3 +542,21 @@ async def test_one_callers_limit_counts_on_every_model_route(gateway_with: Gatew
         assert 14 <= int(refused.value.response.headers["retry-after"]) <= 15
         with pytest.raises(openai.RateLimitError):
             await client.responses.create(model="openai/echo", input="hi")
+
+
+async def test_the_relayed_routes_take_from_the_same_counters(gateway_with: GatewayFactory) -> None:
+    """Completions, moderations and audio uploads are admitted like chat (an upload reserves no
+    tokens for its audio)."""
+    async with gateway_with(**limited({"default": {"requests_per_minute": 3}})) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=KEYS["alice"], max_retries=0)
+        completed = await client.completions.with_raw_response.create(
+            model="openai/gpt-3.5-turbo-instruct", prompt="hi"
+        )
+        moderated = await client.moderations.with_raw_response.create(model="openai/omni-moderation-latest", input="hi")
+        heard = await client.audio.transcriptions.with_raw_response.create(
+            model="openai/whisper-1", file=("a.wav", b"RIFF0000WAVEfmt ", "audio/wav")
+        )
+        left = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (completed, moderated, heard)]
+        assert left == [2, 1, 0]
+        with pytest.raises(openai.RateLimitError):
+            await client.completions.create(model="openai/gpt-3.5-turbo-instruct", prompt="hi")

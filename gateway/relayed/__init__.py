@@ -21,6 +21,7 @@ from providers import Adapter, HttpClient
 from providers.registry import ENDPOINTS
 from providers.relayed import Relay
 
+from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..policy import ModelPolicy
 from ..settings import Settings
 from .json_endpoints import Answer, JsonEndpoint
@@ -40,10 +41,14 @@ UPLOADS = ("transcriptions", "translations")
 
 
 def relayed_routes(
-    settings: Settings, adapters: Mapping[str, Adapter], http: HttpClient, policy: ModelPolicy
+    settings: Settings,
+    adapters: Mapping[str, Adapter],
+    http: HttpClient,
+    policy: ModelPolicy,
+    limits: Limits | Unlimited = UNLIMITED,
 ) -> list[Route]:
     relays = {pid: Relay(adapter, http) for pid, adapter in adapters.items()}
-    targets = Targets(settings, relays, policy)
+    targets = Targets(settings, relays, policy, limits)
     routes = []
     for endpoint, answer in ANSWERS.items():
         if endpoint == "images" and not settings.enable_images:

@@ -55,7 +55,7 @@ class JsonEndpoint:
         payload = load_json(body)
         if not isinstance(payload, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-        relay, model = self.targets.resolve(request, payload.get("model"), self.endpoint)
+        relay, model = await self.targets.resolve(request, payload.get("model"), self.endpoint, payload, len(body))
         if payload.get("model") != model:  # the bytes as they came when the name is the provider's already
             payload["model"] = model
             body = dump_json(payload)

@@ -49,7 +49,7 @@ class UploadEndpoint:
                 f"The form's 'model' field did not arrive within {self.read_timeout:g}s (SERVER_READ_TIMEOUT).",
                 status=408,
             ) from None
-        relay, model = self.targets.resolve(request, head.model, self.endpoint)
+        relay, model = await self.targets.resolve(request, head.model, self.endpoint)
         first = head.rewritten(model)
         declared = request.headers.get("content-length")
         # The provider gets the body's length when the client gave one (the check above made it a
