@@ -17,6 +17,7 @@ from providers.model_facts import facts_for
 from providers.registry import Provider
 from providers.retry import RETRIED_STATUSES
 
+from .admission import ModelRoute
 from .aliases import Target
 from .auth import identity_of
 from .body import read_body
@@ -26,7 +27,6 @@ from .mcp import bypassed
 from .mcp.agent import ChatRunner, Direct
 from .policy import ModelPolicy
 from .relay import RelayResponse, until_disconnect
-from .routing import resolve
 from .settings import Settings
 from .telemetry import current
 
@@ -59,18 +59,14 @@ class ChatEndpoint:
         self.policy = policy
         self.runner = runner
         self.direct = Direct()
-        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+        self.route = ModelRoute(settings, policy)
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        payload = validate_chat(body, self._routed_model(request))
-        provider, model = resolve(
-            payload["model"], request.query_params.get("provider"), settings.providers, settings.aliases
-        )
+        payload = validate_chat(body, self.route.named(request))
+        provider, model = self.route.take(request, payload["model"], "chat")
         exchange = current()
-        exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
-        self.policy.check(provider.id, model, identity_of(request.scope))
         if _has_image(payload["messages"]):
             check_vision(settings, provider, model)
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
@@ -134,14 +130,6 @@ class ChatEndpoint:
         answer = await until_disconnect(request, runner.chat(adapter, chat))
         exchange.answered(answer)
         return Response(answer, media_type="application/json")
-
-    def _routed_model(self, request: Request) -> str | None:
-        """The model named outside the body by the routing strategy (it wins over the body's);
-        checked by ``resolve`` like the body's, so a malformed one is a 400, never a fallback."""
-        routed = request.path_params.get("model")
-        if routed is None and self.model_header is not None:
-            routed = request.headers.get(self.model_header)
-        return routed or None
 
 
 def validate_chat(body: bytes, routed_model: str | None = None) -> dict[str, Any]:

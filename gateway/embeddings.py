@@ -18,12 +18,12 @@ from providers import Adapter, EmbeddingRequest
 from providers.errors import InvalidRequest
 from providers.json_codec import load_json
 
-from .auth import identity_of
+from .admission import ModelRoute
 from .body import read_body
 from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .policy import ModelPolicy
 from .relay import until_disconnect
-from .routing import require_endpoint, resolve
+from .routing import require_endpoint
 from .settings import Settings
 from .telemetry import current
 from .telemetry.usage import read_embedding_usage
@@ -49,19 +49,14 @@ class EmbeddingsEndpoint:
         self.limits = limits
         self.adapters = adapters
         self.policy = policy
-        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+        self.route = ModelRoute(settings, policy)
 
     async def handle(self, request: Request) -> Response:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        routed = request.headers.get(self.model_header) if self.model_header is not None else None
-        payload, texts = validate_embeddings(body, routed or None)
-        provider, model = resolve(
-            payload["model"], request.query_params.get("provider"), settings.providers, settings.aliases
-        )
+        payload, texts = validate_embeddings(body, self.route.named(request))
+        provider, model = self.route.take(request, payload["model"], "embeddings")
         exchange = current()
-        exchange.operation, exchange.provider, exchange.model = "embeddings", provider.id, model
-        self.policy.check(provider.id, model, identity_of(request.scope))
         require_endpoint(provider, "embeddings", settings.providers)
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         adapter = self.adapters[provider.id]

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from providers import Adapter, ChatRequest
 from providers.registry import Provider
 
-from ..auth import identity_of
+from ..admission import ModelRoute
 from ..body import read_body
 from ..chat import SSE_HEADERS, check_vision
 from ..errors import anthropic_error_event
@@ -29,7 +29,6 @@ from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct, Events
 from ..policy import ModelPolicy
 from ..relay import RelayResponse, until_disconnect
-from ..routing import resolve
 from ..settings import Settings
 from ..telemetry import current
 from ..telemetry.exchange import Exchange
@@ -59,13 +58,12 @@ class MessagesEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.native = native
-        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+        self.route = ModelRoute(settings, policy)
 
     async def create(self, request: Request) -> Response | RelayResponse:
         body, parsed, provider, model = await self._routed(request, count_only=False)
         await self.limits.admit(request.scope, parsed, len(body), provider.id, model)
         exchange = current()
-        exchange.operation = "chat"
         if has_images(parsed):
             check_vision(self.settings, provider, model)
         stream = parsed.get("stream") is True
@@ -108,13 +106,8 @@ class MessagesEndpoint:
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         parsed = parse(body, count_only=count_only)
         # The model named outside the body by the routing strategy wins over the body's.
-        named = request.path_params.get("model") or parsed["model"]
-        if self.model_header is not None and (routed := request.headers.get(self.model_header)):
-            named = routed
-        provider, model = resolve(named, request.query_params.get("provider"), settings.providers, settings.aliases)
-        exchange = current()
-        exchange.provider, exchange.model = provider.id, model
-        self.policy.check(provider.id, model, identity_of(request.scope))
+        named = self.route.named(request) or parsed["model"]
+        provider, model = self.route.take(request, named, None if count_only else "chat")
         return body, parsed, provider, model
 
 

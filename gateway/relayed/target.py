@@ -15,12 +15,11 @@ from starlette.requests import Request
 from providers.errors import InvalidRequest
 from providers.relayed import Relay
 
-from ..auth import identity_of
+from ..admission import ModelRoute
 from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..policy import ModelPolicy
-from ..routing import require_endpoint, resolve
+from ..routing import require_endpoint
 from ..settings import Settings
-from ..telemetry import current
 
 __all__ = ["OPERATIONS", "Targets"]
 
@@ -49,11 +48,9 @@ class Targets:
         limits: Limits | Unlimited = UNLIMITED,
     ) -> None:
         self.providers = settings.providers
-        self.aliases = settings.aliases
         self.relays = relays
-        self.policy = policy
         self.limits = limits
-        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+        self.route = ModelRoute(settings, policy)
 
     async def resolve(
         self, request: Request, model: object, endpoint: str, payload: dict[str, Any] | None = None, size: int = 0
@@ -61,16 +58,12 @@ class Targets:
         """The provider's relay and its own model name, once the policy, the endpoint and the rate
         limits (``payload``'s ``max_tokens`` and ``size`` bytes reserved; an upload reserves none
         for its audio) have let the request through."""
-        if self.model_header is not None and (routed := request.headers.get(self.model_header)):
-            model = routed  # the routing header wins over the body's model, as on chat
+        model = self.route.named(request) or model  # the routing header wins over the body's, as on chat
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequest(
                 f"'model' is required: a non-empty string such as {_EXAMPLES[endpoint]}.", param="model"
             )
-        provider, name = resolve(model, request.query_params.get("provider"), self.providers, self.aliases)
-        exchange = current()
-        exchange.operation, exchange.provider, exchange.model = OPERATIONS.get(endpoint), provider.id, name
-        self.policy.check(provider.id, name, identity_of(request.scope))
+        provider, name = self.route.take(request, model, OPERATIONS.get(endpoint))
         require_endpoint(provider, endpoint, self.providers)
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
         asked = (

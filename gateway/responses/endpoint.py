@@ -13,7 +13,7 @@ from providers import Adapter, ChatRequest, HttpClient
 from providers.errors import InvalidRequest
 from providers.json_codec import load_json
 
-from ..auth import identity_of
+from ..admission import ModelRoute
 from ..body import read_body
 from ..chat import check_vision
 from ..limits.limiter import UNLIMITED, Limits, Unlimited
@@ -21,7 +21,6 @@ from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct
 from ..policy import ModelPolicy
 from ..relay import RelayResponse, until_disconnect
-from ..routing import resolve
 from ..settings import Settings
 from ..telemetry import current
 from .answer import Shell, from_chat
@@ -54,19 +53,14 @@ class ResponsesEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.relay = ResponsesRelay(http, adapters)
-        # The header routing strategy names the model outside the body, as for chat.
-        self.model_header = settings.routing_header_name if settings.routing_strategy == "header" else None
+        self.route = ModelRoute(settings, policy)  # the path and header strategies name the model, as for chat
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
-        payload = _parsed(body, self._routed_model(request))
-        provider, model = resolve(
-            payload["model"], request.query_params.get("provider"), settings.providers, settings.aliases
-        )
+        payload = _parsed(body, self.route.named(request))
+        provider, model = self.route.take(request, payload["model"], "chat")
         exchange = current()
-        exchange.operation, exchange.provider, exchange.model = "chat", provider.id, model
-        self.policy.check(provider.id, model, identity_of(request.scope))
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         if has_image(payload):
             check_vision(settings, provider, model, param="input")
@@ -87,13 +81,6 @@ class ResponsesEndpoint:
             exchange.usage = telemetry_usage(response["usage"], shell.model, shell.id)
         exchange.response_model, exchange.response_id = shell.model, shell.id
         return Response(orjson.dumps(response), media_type="application/json")
-
-    def _routed_model(self, request: Request) -> str | None:
-        """The model named by the path or header routing strategy (it wins over the body's)."""
-        routed = request.path_params.get("model")
-        if routed is None and self.model_header is not None:
-            routed = request.headers.get(self.model_header)
-        return routed or None
 
 
 def _parsed(body: bytes, routed_model: str | None) -> dict[str, Any]:
