@@ -44,6 +44,7 @@ class ModelRoute:
         """The provider and its own model name for ``name``, once the model policy allows it."""
         provider, model = resolve(name, request.query_params.get("provider"), self.providers, self.aliases)
         exchange = current()
-        exchange.operation, exchange.provider, exchange.model = operation, provider.id, model
+        # Telemetry names the upstream (a deployment with its own URL or key: id@name); the policy the provider.
+        exchange.operation, exchange.provider, exchange.model = operation, provider.name, model
         self.policy.check(provider.id, model, identity_of(request.scope))
         return provider, model

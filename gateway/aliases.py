@@ -17,16 +17,26 @@ one that fails ``ejection.failures`` times within ``ejection.window`` seconds is
 ``ejection.cooldown`` seconds, then given one request (half-open): a success takes it back, a
 failure leaves it out for another cool-down. ``ejection`` is polyrelay's key in the file.
 
+polyrelay's other keys: a deployment's ``weight``; an alias's ``retries`` (its calls' retries,
+over the provider's); and a deployment's own ``api_url`` and key (``api_key_env``, the variable
+holding it, or ``api_key``) under a ``name``: several keys, regions or replicas of one provider,
+each its own upstream (``Provider`` named ``provider@name``) with its own adapter and health.
+
+          - {provider: vllm, model: llama, name: a, api_url: "http://10.0.0.1:8000/v1"}
+          - {provider: azure, model: gpt-4o, name: eu, api_url: "https://eu.example/v1", api_key_env: AZURE_EU_KEY}
+
     aliases = Aliases.load("/etc/polyrelay/routing.yaml", settings.providers)
     alias = aliases["fast"]
     target = alias.pick()                # Target(provider="groq", model="llama-3.3-70b-versatile")
     alias.failed(target); alias.fallbacks(target)   # the others, healthy ones first
+    provider = aliases.upstream(target, settings.providers)   # its deployment's own, or the provider
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +59,9 @@ log = logging.getLogger("polyrelay")
 # the fewest requests under way (streams count until they end).
 STRATEGIES = ("round_robin", "priority", "lowest_latency", "least_in_flight")
 _EWMA = 0.3  # the weight of the newest latency
+_DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_OWN = ("api_url", "url", "api_key", "api_key_env")  # a deployment's own upstream
+_FIELDS = frozenset({"provider", "model", "weight", "name", *_OWN})
 
 
 class AliasError(ValueError):
@@ -57,8 +70,14 @@ class AliasError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    provider: str
+    provider: str  # the registry id (what the model policy and the limits name)
     model: str
+    deployment: str = ""  # the name of its own URL or key, if it has one
+
+    @property
+    def upstream(self) -> str:
+        """Which upstream serves it: the provider's id, or ``id@deployment`` (as ``Provider.name``)."""
+        return f"{self.provider}@{self.deployment}" if self.deployment else self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +119,10 @@ class Alias:
         targets: tuple[Target, ...],
         ejection: Ejection = Ejection(),
         weights: tuple[int, ...] | None = None,
+        retries: int | None = None,
     ) -> None:
         self.name = name
+        self.retries = retries  # its calls' retries, over the provider's; None: the provider's
         self.strategy = strategy
         self.targets = targets
         self.ejection = ejection
@@ -178,7 +199,7 @@ class Alias:
             log.warning(
                 "alias %s: %s/%s failed %d times within %gs; left out for %gs",
                 self.name,
-                target.provider,
+                target.upstream,
                 target.model,
                 rule.failures,
                 rule.window,
@@ -191,13 +212,27 @@ class Alias:
         states = {}
         for target, health in self._health.items():
             out = health.out_until > now
-            states[f"{target.provider}/{target.model}"] = "ejected" if out else "probing" if health.probing else "ok"
+            states[f"{target.upstream}/{target.model}"] = "ejected" if out else "probing" if health.probing else "ok"
         return states
 
 
 class Aliases(Mapping[str, Alias]):
-    def __init__(self, aliases: Mapping[str, Alias] | None = None) -> None:
+    """The routing file's aliases, and the deployments with their own URL or key (by ``name``)."""
+
+    def __init__(
+        self, aliases: Mapping[str, Alias] | None = None, upstreams: Mapping[str, Provider] | None = None
+    ) -> None:
         self._aliases = dict(aliases or {})
+        self.upstreams = dict(upstreams or {})  # Provider.name -> the deployment's own Provider
+
+    def upstream(self, target: Target, providers: Mapping[str, Provider]) -> Provider:
+        """The provider that serves ``target``: its deployment's own, or the settings' one."""
+        return self.upstreams[target.upstream] if target.deployment else providers[target.provider]
+
+    @property
+    def retried(self) -> bool:
+        """Whether an alias sets its own retries (a provider without retries may then need them)."""
+        return any(alias.retries for alias in self._aliases.values())
 
     def __getitem__(self, name: str) -> Alias:
         return self._aliases[name]
@@ -209,7 +244,10 @@ class Aliases(Mapping[str, Alias]):
         return len(self._aliases)
 
     @classmethod
-    def load(cls, path: str | Path, providers: Mapping[str, Provider]) -> Aliases:
+    def load(
+        cls, path: str | Path, providers: Mapping[str, Provider], environ: Mapping[str, str] | None = None
+    ) -> Aliases:
+        """Read the file; ``environ`` holds the variables its ``api_key_env`` name."""
         try:
             document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
@@ -217,10 +255,22 @@ class Aliases(Mapping[str, Alias]):
         models = document.get("models") if isinstance(document, dict) else None
         if not isinstance(models, dict) or not models:
             raise AliasError(f"ROUTING_CONFIG_PATH={path}: expected a non-empty 'models' mapping of aliases.")
-        return cls({str(name): _alias(str(name), entry, providers, path) for name, entry in models.items()})
+        upstreams: dict[str, Provider] = {}
+        aliases = {
+            str(name): _alias(str(name), entry, providers, path, environ or {}, upstreams)
+            for name, entry in models.items()
+        }
+        return cls(aliases, upstreams)
 
 
-def _alias(name: str, entry: Any, providers: Mapping[str, Provider], path: str | Path) -> Alias:
+def _alias(
+    name: str,
+    entry: Any,
+    providers: Mapping[str, Provider],
+    path: str | Path,
+    environ: Mapping[str, str],
+    upstreams: dict[str, Provider],
+) -> Alias:
     where = f"ROUTING_CONFIG_PATH={path}: alias '{name}'"
     if not name or "/" in name or name != name.strip():
         raise AliasError(f"{where}: an alias is a plain name, without '/' or surrounding spaces.")
@@ -243,19 +293,84 @@ def _alias(name: str, entry: Any, providers: Mapping[str, Provider], path: str |
         if provider is None:
             known = ", ".join(sorted(providers))
             raise AliasError(f"{where}: deployments[{index}].provider '{pid}' is unknown; known: {known}.")
-        if not provider.configured:
+        unknown = sorted(set(deployment) - _FIELDS)
+        if unknown:
+            raise AliasError(f"{where}: deployments[{index}] has unknown field(s) {unknown}; known: {sorted(_FIELDS)}.")
+        own = _deployment(deployment, provider, f"{where}: deployments[{index}]", environ, upstreams)
+        if own is None and not provider.configured:
             raise AliasError(
                 f"{where}: deployments[{index}] uses provider '{pid}', which is not configured "
-                f"(set {provider.spec.env_prefix}_API_KEY)."
+                f"(set {provider.spec.env_prefix}_API_KEY, or give the deployment its own api_key_env)."
             )
         weight = deployment.get("weight", 1)
         if type(weight) is not int or weight < 1:
             raise AliasError(f"{where}: deployments[{index}].weight must be a whole number of at least 1.")
-        targets.append(Target(pid, model.strip()))
+        targets.append(Target(pid, model.strip(), own.deployment if own else ""))
         weights.append(weight)
     if len(set(targets)) != len(targets):
         raise AliasError(f"{where}: a deployment is listed twice.")
-    return Alias(name, str(strategy), tuple(targets), _ejection(entry.get("ejection"), where), tuple(weights))
+    retries = entry.get("retries")
+    if retries is not None and (type(retries) is not int or retries < 0):
+        raise AliasError(f"{where}: 'retries' must be a whole number, 0 (no retries) or more.")
+    return Alias(name, str(strategy), tuple(targets), _ejection(entry.get("ejection"), where), tuple(weights), retries)
+
+
+def _deployment(
+    entry: dict[str, Any], provider: Provider, where: str, environ: Mapping[str, str], upstreams: dict[str, Provider]
+) -> Provider | None:
+    """The deployment's own upstream (its URL and key over the provider's), or ``None`` when it
+    has none. One named in several places is defined once; later mentions may name it alone."""
+    raw_name = entry.get("name")
+    given = [k for k in _OWN if entry.get(k) is not None]
+    if raw_name is None:
+        if given:
+            raise AliasError(f"{where}: a deployment with its own {given[0]} needs a 'name' (for example eu-west).")
+        return None
+    deployment = str(raw_name)
+    if not _DEPLOYMENT.match(deployment):
+        raise AliasError(
+            f"{where}.name '{ascii(deployment)[1:-1][:64]}' must be lowercase letters, digits, '.', '_' or '-' "
+            "(up to 63, starting with a letter or digit)."
+        )
+    named = f"{provider.id}@{deployment}"
+    if not given:
+        if named not in upstreams:
+            raise AliasError(
+                f"{where}: the deployment '{named}' has no api_url or key of its own anywhere in the file."
+            )
+        return upstreams[named]
+    if "api_url" in given and "url" in given:
+        raise AliasError(f"{where}: give 'api_url' or 'url', not both.")
+    if "api_key" in given and "api_key_env" in given:
+        raise AliasError(f"{where}: give 'api_key_env' (the variable holding the key) or 'api_key', not both.")
+    url = str(entry.get("api_url") or entry.get("url") or provider.url)
+    if not url.startswith(("http://", "https://")) or "{" in url:
+        raise AliasError(f"{where}.api_url must be an http(s) URL without placeholders.")
+    key = provider.api_key
+    if "api_key_env" in given:
+        variable = str(entry["api_key_env"])
+        key = environ.get(variable) or None
+        if key is None:
+            raise AliasError(f"{where}.api_key_env names {variable}, which is not set (or empty).")
+    elif "api_key" in given:
+        key = str(entry["api_key"]) or None
+    if key is None and provider.spec.needs_key:
+        raise AliasError(
+            f"{where}: provider '{provider.id}' needs a key: give the deployment api_key_env, "
+            f"or set {provider.spec.env_prefix}_API_KEY."
+        )
+    own = Provider(
+        provider.spec,
+        url=url,
+        api_key=key,
+        retries=provider.retries,
+        max_in_flight=provider.max_in_flight,
+        deployment=deployment,
+    )
+    known = upstreams.setdefault(named, own)
+    if known.url != own.url or known.api_key != own.api_key:
+        raise AliasError(f"{where}: the deployment '{named}' is defined twice, with another URL or key.")
+    return known
 
 
 def _ejection(entry: Any, where: str) -> Ejection:

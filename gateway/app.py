@@ -82,7 +82,9 @@ def create_app(settings: Settings) -> Starlette:
         default_max_tokens=settings.default_max_tokens,
         max_event_size=settings.stream_max_event_size,
     )
-    adapters = {p.id: build_adapter(p, _retrying(http, p, settings), options) for p in settings.configured_providers}
+    # One adapter per upstream: each configured provider, and each alias deployment with its own
+    # URL or key (by Provider.name, e.g. azure@eu), with its own retries, cap and redaction.
+    adapters = {p.name: build_adapter(p, _retrying(http, p, settings), options) for p in settings.upstreams}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
     telemetry = Telemetry.from_settings(settings)
     guardrails = Guardrails.from_settings(settings, http)
@@ -233,16 +235,16 @@ def _retrying(http: HttpClient, provider: Provider, settings: Settings) -> HttpC
     cap = settings.upstream_max_in_flight if provider.max_in_flight is None else provider.max_in_flight
     if cap:
         named = f"{provider.spec.env_prefix}_MAX_IN_FLIGHT" if provider.max_in_flight else "UPSTREAM_MAX_IN_FLIGHT"
-        http = CappedClient(http, cap, provider.id, named)
+        http = CappedClient(http, cap, provider.name, named)
     retries = settings.upstream_retries if provider.retries is None else provider.retries
-    if retries == 0:
+    if retries == 0 and not settings.aliases.retried:  # an alias's own retries need the wrapper
         return http
     policy = RetryPolicy(
         retries=retries,
         max_retry_after=settings.upstream_retry_after_max,
         budget=settings.upstream_timeout or 30.0,  # the whole chain within the caller's bound
     )
-    return RetryingClient(http, policy, provider.id)
+    return RetryingClient(http, policy, provider.name)
 
 
 def _is_loopback(host: str) -> bool:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from providers import Adapter, ChatRequest
-from providers.errors import InvalidRequest, UpstreamError, UpstreamStatusError, UpstreamUnreachable
+from providers.errors import InvalidRequest
 from providers.json_codec import load_json
 from providers.model_facts import facts_for
 from providers.registry import Provider
-from providers.retry import RETRIED_STATUSES
 
 from .admission import ModelRoute
-from .aliases import Target
-from .auth import identity_of
 from .body import read_body
 from .errors import error_event
+from .fallbacks import Fallbacks
 from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .mcp import bypassed
 from .mcp.agent import ChatRunner, Direct
@@ -60,66 +57,29 @@ class ChatEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.route = ModelRoute(settings, policy)
+        self.fallbacks = Fallbacks(settings, policy)
 
     async def handle(self, request: Request) -> Response | RelayResponse:
         settings = self.settings
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         payload = validate_chat(body, self.route.named(request))
         provider, model = self.route.take(request, payload["model"], "chat")
-        exchange = current()
         if _has_image(payload["messages"]):
             check_vision(settings, provider, model)
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         runner = self.direct if bypassed(request) else self.runner
-        alias = settings.aliases.get(payload["model"].strip()) if exchange.selected is not None else None
-        if alias is None:
-            return await self._answer(request, runner, payload, provider, model)
         # An alias: on a failure before the first byte, its other deployments, in order.
-        target = Target(provider.id, model)
-        fallbacks = alias.fallbacks(target)
-        identity = identity_of(request.scope)
-        while True:
-            started = time.monotonic()
-            alias.begin(target)
-            try:
-                answer = await self._answer(request, runner, payload, settings.providers[target.provider], target.model)
-            except BaseException as error:
-                alias.end(target)
-                if not isinstance(error, UpstreamError) or not _worth_another(error):
-                    raise
-                alias.failed(target)
-                failed = target
-                following = next((t for t in fallbacks if self.policy.allows(t.provider, t.model, identity)), None)
-                if following is None:
-                    raise
-                fallbacks.remove(following)
-                target = following
-                log.info(
-                    "alias %s: %s/%s failed (%s); falling back to %s/%s",
-                    alias.name,
-                    failed.provider,
-                    failed.model,
-                    error.message,
-                    target.provider,
-                    target.model,
-                )
-                exchange.provider, exchange.model = target.provider, target.model
-                exchange.selected = (target.provider, target.model)
-                continue
-            alias.succeeded(target, time.monotonic() - started)  # to the answer, or a stream's start
-            if isinstance(answer, RelayResponse):  # in flight until the stream ends
-                answer.close = _then(answer.close, alias.end, target)
-            else:
-                alias.end(target)
-            return answer
+        return await self.fallbacks.run(
+            request, payload["model"], provider, model, lambda p, m: self._answer(request, runner, payload, p, m)
+        )
 
     async def _answer(
         self, request: Request, runner: ChatRunner, payload: dict[str, Any], provider: Provider, model: str
     ) -> Response | RelayResponse:
         """One provider's answer, JSON or the start of a stream (its first event not yet sent)."""
         exchange = current()
-        adapter = self.adapters[provider.id]
+        adapter = self.adapters[provider.name]
         chat = ChatRequest(payload, model, stream=payload.get("stream") is True)
         if chat.stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
@@ -245,25 +205,3 @@ def _has_image(messages: list[dict[str, Any]]) -> bool:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     return True
     return False
-
-
-def _then(
-    close: Callable[[], Awaitable[object]], done: Callable[[Target], None], target: Target
-) -> Callable[[], Awaitable[None]]:
-    """``close``, then ``done(target)`` whatever happens: a stream's end counts it out of flight."""
-
-    async def closed() -> None:
-        try:
-            await close()
-        finally:
-            done(target)
-
-    return closed
-
-
-def _worth_another(error: UpstreamError) -> bool:
-    """Whether another deployment might answer: the provider was unreachable or said it could not
-    serve (429, 5xx, 529), as the retries judge it; never the caller's own mistake, nor a timeout."""
-    if isinstance(error, UpstreamUnreachable):
-        return True
-    return isinstance(error, UpstreamStatusError) and error.status in RETRIED_STATUSES

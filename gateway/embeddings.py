@@ -17,9 +17,11 @@ from starlette.responses import Response
 from providers import Adapter, EmbeddingRequest
 from providers.errors import InvalidRequest
 from providers.json_codec import load_json
+from providers.registry import Provider
 
 from .admission import ModelRoute
 from .body import read_body
+from .fallbacks import Fallbacks
 from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .policy import ModelPolicy
 from .relay import until_disconnect
@@ -50,6 +52,7 @@ class EmbeddingsEndpoint:
         self.adapters = adapters
         self.policy = policy
         self.route = ModelRoute(settings, policy)
+        self.fallbacks = Fallbacks(settings, policy)
 
     async def handle(self, request: Request) -> Response:
         settings = self.settings
@@ -59,13 +62,18 @@ class EmbeddingsEndpoint:
         exchange = current()
         require_endpoint(provider, "embeddings", settings.providers)
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
-        adapter = self.adapters[provider.id]
-        answer = await until_disconnect(request, adapter.embed(EmbeddingRequest(payload, model, texts)))
-        # Not a chat usage (no completion tokens): read here, so the sinks find it set.
-        usage = exchange.usage = read_embedding_usage(answer)
-        if usage is not None:
-            exchange.response_model = usage.model
-        return Response(answer, media_type="application/json")
+
+        async def embedded(upstream: Provider, name: str) -> Response:
+            call = self.adapters[upstream.name].embed(EmbeddingRequest(payload, name, texts))
+            answer = await until_disconnect(request, call)
+            # Not a chat usage (no completion tokens): read here, so the sinks find it set.
+            usage = exchange.usage = read_embedding_usage(answer)
+            if usage is not None:
+                exchange.response_model = usage.model
+            return Response(answer, media_type="application/json")
+
+        # An alias: on a failure before the first byte, its other deployments that embed, in order.
+        return await self.fallbacks.run(request, payload["model"], provider, model, embedded, "embeddings")
 
 
 def validate_embeddings(body: bytes, routed_model: str | None = None) -> tuple[dict[str, Any], list[str] | None]:

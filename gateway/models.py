@@ -48,7 +48,7 @@ class ModelsEndpoint:
             data = self._entries(pid, allowed, include)
             document: dict[str, Any] = {"object": "list", "provider": pid, "data": data}
         else:
-            pids = sorted(self.adapters)
+            pids = sorted(p for p in self.adapters if p in self.settings.providers)  # not alias deployments
             results = await asyncio.gather(*(self._list(p) for p in pids), return_exceptions=True)
             data = []
             for p, result in zip(pids, results, strict=True):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from providers.errors import InvalidRequest
 from providers.registry import ENDPOINTS, Provider
+from providers.retry import retry_count
 
 from .telemetry.exchange import current
 
@@ -93,12 +94,16 @@ def resolve(
     model: str, provider_param: str | None, providers: Mapping[str, Provider], aliases: Aliases | None = None
 ) -> tuple[Provider, str]:
     """The provider and the provider's own model name (trimmed, provider prefix removed); an alias
-    of the routing file names its next deployment, reported on the answer's X-Selected-* headers."""
+    of the routing file names its next deployment (its own ``Provider`` when it has its own URL or
+    key), reported on the answer's X-Selected-* headers."""
     name = model_name(model)
     if aliases and not provider_param and name in aliases:
-        target = aliases[name].pick()
-        current().selected = (target.provider, target.model)
-        return providers[target.provider], target.model
+        alias = aliases[name]
+        target = alias.pick()
+        current().selected = (target.upstream, target.model)
+        if alias.retries is not None:  # the alias's calls are retried as it says, not as their provider's
+            retry_count.set(alias.retries)
+        return aliases.upstream(target, providers), target.model
     prefix, slash, rest = name.partition("/")
     if provider_param:
         provider = provider_by_id(model_name(provider_param, param="provider").lower(), providers)

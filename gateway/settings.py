@@ -836,7 +836,7 @@ class Settings:
                     "ROUTING_ENABLED=true needs ROUTING_CONFIG_PATH, the routing file of model aliases."
                 )
             try:
-                parsed["aliases"] = Aliases.load(parsed["routing_config_path"], parsed["providers"])
+                parsed["aliases"] = Aliases.load(parsed["routing_config_path"], parsed["providers"], values)
             except AliasError as exc:
                 raise SettingsError(str(exc)) from None
         settings = cls(**parsed)
@@ -893,6 +893,12 @@ class Settings:
     @property
     def configured_providers(self) -> list[Provider]:
         return [p for p in self.providers.values() if p.configured]
+
+    @property
+    def upstreams(self) -> list[Provider]:
+        """Every upstream an adapter is built for: the configured providers, then the alias
+        deployments with a URL or key of their own (``Provider.name`` tells them apart)."""
+        return [*self.configured_providers, *self.aliases.upstreams.values()]
 
     @property
     def debug(self) -> bool:

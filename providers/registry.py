@@ -109,10 +109,18 @@ class Provider:
     api_key: str | None = None
     retries: int | None = None  # <ID>_RETRIES: this provider's retries, else the gateway's UPSTREAM_RETRIES
     max_in_flight: int | None = None  # <ID>_MAX_IN_FLIGHT, else UPSTREAM_MAX_IN_FLIGHT (0: no cap)
+    # One of several deployments of this provider with a URL or key of its own (an alias target's):
+    # its name, else "" for the provider as the settings configure it.
+    deployment: str = ""
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def name(self) -> str:
+        """The upstream's own name: the id, or ``id@deployment`` (its adapter's key, its metrics label)."""
+        return f"{self.spec.id}@{self.deployment}" if self.deployment else self.spec.id
 
     @property
     def configured(self) -> bool:
@@ -155,7 +163,7 @@ class Provider:
         return (self.api_key,) if self.api_key and self.spec.needs_key else ()
 
     def __repr__(self) -> str:  # never print the key
-        return f"Provider(id={self.id!r}, url={self.url!r}, configured={self.configured})"
+        return f"Provider(name={self.name!r}, url={self.url!r}, configured={self.configured})"
 
 
 def default_registry_path() -> Path:

@@ -11,6 +11,12 @@ headers: a stream that broke midway has reached the client.
 
     client = RetryingClient(http, RetryPolicy(retries=2))
     response = await client.request("POST", url, headers=..., body=payload, timeouts=...)
+
+A request routed through a model alias with retries of its own sets them with ``retry_count``
+for the rest of its task (a context variable: each request runs in a context of its own), and
+every call it makes takes that count instead of its provider's.
+
+    retry_count.set(0)    # this request's calls are not retried
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -28,12 +35,14 @@ from .redact import Redactor
 from .transport import Headers, HttpClient, Timeouts, UpstreamResponse
 from .waiting import waiting
 
-__all__ = ["RETRIED_STATUSES", "RetryPolicy", "RetryingClient"]
+__all__ = ["RETRIED_STATUSES", "RetryPolicy", "RetryingClient", "retry_count"]
 
 log = logging.getLogger("polyrelay")
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 _DEFAULT_TIMEOUTS = Timeouts()
+# The current request's retries when they are not its provider's (an alias's ``retries``).
+retry_count: ContextVar[int | None] = ContextVar("polyrelay_retry_count", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +87,8 @@ class RetryingClient(HttpClient):
     ) -> UpstreamResponse:
         policy = self.policy
         replayable = body is None or isinstance(body, bytes)
-        retries = policy.retries if replayable else 0
+        override = retry_count.get()
+        retries = (policy.retries if override is None else override) if replayable else 0
         started = time.monotonic()
         attempt = 0
         while True:

@@ -97,6 +97,7 @@ class FakeProviders:
     disconnects: list[str] = field(default_factory=list)  # models whose stream lost its client
     quote_keys: bool = False  # model lists then also hold a model named after the credential received
     extra_models: list[str] = field(default_factory=list)  # more models in every list
+    keys: dict[str, str] = field(default_factory=dict)  # a provider's expected key, when not fake_key's
     base: str = ""
     _runner: web.AppRunner | None = None
 
@@ -112,7 +113,7 @@ class FakeProviders:
         for spec in self.registry.values():
             env[f"{spec.env_prefix}_API_URL"] = self.url_for(spec)
             if spec.needs_key:
-                env[f"{spec.env_prefix}_API_KEY"] = fake_key(spec.id)
+                env[f"{spec.env_prefix}_API_KEY"] = self.keys.get(spec.id) or fake_key(spec.id)
         return env
 
     def last(self, path_suffix: str = "") -> Seen:
@@ -156,7 +157,7 @@ class FakeProviders:
         spec = self.registry.get(pid)
         if spec is None:
             return _error(404, f"unknown fake provider {pid}")
-        if (denied := _check_auth(spec, request)) is not None:
+        if (denied := _check_auth(spec, request, self.keys.get(pid) or fake_key(pid))) is not None:
             return denied
         tail = "/" + request.match_info["tail"]
         prefix = urlsplit(self.url_for(spec)).path.removeprefix(f"/{pid}")
@@ -281,8 +282,7 @@ def _stop_matched(model: str, payload: dict[str, Any], message: dict[str, Any]) 
     return None
 
 
-def _check_auth(spec: ProviderSpec, request: web.Request) -> web.Response | None:
-    key = fake_key(spec.id)
+def _check_auth(spec: ProviderSpec, request: web.Request, key: str) -> web.Response | None:
     if spec.auth == "bearer" and request.headers.get("Authorization") != f"Bearer {key}":
         return _error(401, "Incorrect API key provided.")
     # Google also takes its key as ?key=, which its curl examples use.

@@ -24,6 +24,7 @@ from ..admission import ModelRoute
 from ..body import read_body
 from ..chat import SSE_HEADERS, check_vision
 from ..errors import anthropic_error_event
+from ..fallbacks import Fallbacks
 from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct, Events
@@ -59,21 +60,32 @@ class MessagesEndpoint:
         self.direct = Direct()
         self.native = native
         self.route = ModelRoute(settings, policy)
+        self.fallbacks = Fallbacks(settings, policy)
 
     async def create(self, request: Request) -> Response | RelayResponse:
         body, parsed, provider, model = await self._routed(request, count_only=False)
+        named = self.route.named(request) or parsed["model"]
         await self.limits.admit(request.scope, parsed, len(body), provider.id, model)
-        exchange = current()
         if has_images(parsed):
             check_vision(self.settings, provider, model)
-        stream = parsed.get("stream") is True
         runner = self.direct if bypassed(request) else self.runner
+        # An alias: on a failure before the first byte, its other deployments, in order.
+        return await self.fallbacks.run(
+            request, named, provider, model, lambda p, m: self._send(request, body, parsed, runner, p, m)
+        )
+
+    async def _send(
+        self, request: Request, body: bytes, parsed: dict[str, Any], runner: ChatRunner, provider: Provider, model: str
+    ) -> Response | RelayResponse:
+        """One provider's answer: relayed natively, or translated through chat."""
+        exchange = current()
+        stream = parsed.get("stream") is True
         # With MCP tools to merge, even a native provider is called through chat (its adapter
         # translates back to Messages): the gateway's tool loop works on chat requests.
         if provider.serves("messages") and isinstance(runner, Direct):
             return await self.native.send(request, body, provider, model, "", stream=stream, named=parsed["model"])
         chat = ChatRequest(to_chat(parsed, provider, model), model, stream=stream)
-        adapter = self.adapters[provider.id]
+        adapter = self.adapters[provider.name]
         if stream:
             events = await until_disconnect(request, runner.stream(adapter, chat))
             exchange.stream_started()
@@ -93,6 +105,9 @@ class MessagesEndpoint:
 
     async def count_tokens(self, request: Request) -> Response | RelayResponse:
         body, parsed, provider, model = await self._routed(request, count_only=True)
+        # Held to the caller's request limits (a count is a request, and costs no tokens).
+        named = self.route.named(request) or parsed["model"]
+        await self.limits.admit(request.scope, {"model": named}, 0, provider.id, model)
         if provider.serves("messages"):
             return await self.native.send(
                 request, body, provider, model, "/count_tokens", stream=False, named=parsed["model"]

@@ -114,7 +114,7 @@ class NativeRelay:
     ) -> Response | RelayResponse:
         """Relay the request to the provider's Messages endpoint plus ``path`` ("" or "/count_tokens");
         ``named`` is the model as the body names it (``?provider=anthropic`` with a bare name: as is)."""
-        adapter = self.adapters[provider.id]
+        adapter = self.adapters[provider.name]
         headers = {**provider.auth_headers(), "Content-Type": "application/json"}
         for name in PASSED:
             value = request.headers.get(name)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from providers.errors import InvalidRequest
 from providers.json_codec import dump_json, load_json
-from providers.registry import ENDPOINTS
+from providers.registry import ENDPOINTS, Provider
 from providers.relayed import Relay
 
 from ..body import read_body
@@ -55,16 +55,28 @@ class JsonEndpoint:
         payload = load_json(body)
         if not isinstance(payload, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-        relay, model = await self.targets.resolve(request, payload.get("model"), self.endpoint, payload, len(body))
+        asked, provider, model = await self.targets.take(
+            request, payload.get("model"), self.endpoint, payload, len(body)
+        )
+        if payload.get("stream") is True and not self.answer.streams:
+            # Image streams end with their own event, not [DONE]: not relayed yet.
+            raise InvalidRequest(
+                f"Streaming is not relayed for {ENDPOINTS[self.endpoint]}; leave out 'stream'.", param="stream"
+            )
+        # An alias: on a failure before the first byte, its other deployments, in order.
+        return await self.targets.fallbacks.run(
+            request, asked, provider, model, lambda p, m: self._answer(request, body, payload, p, m), self.endpoint
+        )
+
+    async def _answer(
+        self, request: Request, body: bytes, payload: dict[str, Any], provider: Provider, model: str
+    ) -> Response | RelayResponse:
+        """One provider's answer, with the body's ``model`` its own name."""
+        relay = self.targets.relays[provider.name]
         if payload.get("model") != model:  # the bytes as they came when the name is the provider's already
             payload["model"] = model
             body = dump_json(payload)
         if payload.get("stream") is True:
-            if not self.answer.streams:
-                # Image streams end with their own event, not [DONE]: not relayed yet.
-                raise InvalidRequest(
-                    f"Streaming is not relayed for {ENDPOINTS[self.endpoint]}; leave out 'stream'.", param="stream"
-                )
             return await self._stream(request, relay, body, payload)
         if self.answer.binary:
             upstream = await until_disconnect(request, relay.post(self.endpoint, body, binary=True))

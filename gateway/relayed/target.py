@@ -13,9 +13,11 @@ from typing import Any
 from starlette.requests import Request
 
 from providers.errors import InvalidRequest
+from providers.registry import Provider
 from providers.relayed import Relay
 
 from ..admission import ModelRoute
+from ..fallbacks import Fallbacks
 from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..policy import ModelPolicy
 from ..routing import require_endpoint
@@ -51,6 +53,7 @@ class Targets:
         self.relays = relays
         self.limits = limits
         self.route = ModelRoute(settings, policy)
+        self.fallbacks = Fallbacks(settings, policy)
 
     async def resolve(
         self, request: Request, model: object, endpoint: str, payload: dict[str, Any] | None = None, size: int = 0
@@ -58,6 +61,13 @@ class Targets:
         """The provider's relay and its own model name, once the policy, the endpoint and the rate
         limits (``payload``'s ``max_tokens`` and ``size`` bytes reserved; an upload reserves none
         for its audio) have let the request through."""
+        _, provider, name = await self.take(request, model, endpoint, payload, size)
+        return self.relays[provider.name], name
+
+    async def take(
+        self, request: Request, model: object, endpoint: str, payload: dict[str, Any] | None = None, size: int = 0
+    ) -> tuple[str, Provider, str]:
+        """As ``resolve``: the model asked (an alias, for ``Fallbacks``), the provider and its own name."""
         model = self.route.named(request) or model  # the routing header wins over the body's, as on chat
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequest(
@@ -70,4 +80,4 @@ class Targets:
             payload if payload is not None and payload.get("model") == model else {**(payload or {}), "model": model}
         )
         await self.limits.admit(request.scope, asked, size, provider.id, name)
-        return self.relays[provider.id], name
+        return model, provider, name

@@ -12,10 +12,12 @@ from starlette.responses import Response
 from providers import Adapter, ChatRequest, HttpClient
 from providers.errors import InvalidRequest
 from providers.json_codec import load_json
+from providers.registry import Provider
 
 from ..admission import ModelRoute
 from ..body import read_body
 from ..chat import check_vision
+from ..fallbacks import Fallbacks
 from ..limits.limiter import UNLIMITED, Limits, Unlimited
 from ..mcp import bypassed
 from ..mcp.agent import ChatRunner, Direct
@@ -53,6 +55,7 @@ class ResponsesEndpoint:
         self.runner = runner
         self.direct = Direct()
         self.relay = ResponsesRelay(http, adapters)
+        self.fallbacks = Fallbacks(settings, policy)
         self.route = ModelRoute(settings, policy)  # the path and header strategies name the model, as for chat
 
     async def handle(self, request: Request) -> Response | RelayResponse:
@@ -60,15 +63,24 @@ class ResponsesEndpoint:
         body = await read_body(request, settings.server_max_request_body_size, settings.server_read_timeout)
         payload = _parsed(body, self.route.named(request))
         provider, model = self.route.take(request, payload["model"], "chat")
-        exchange = current()
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
         if has_image(payload):
             check_vision(settings, provider, model, param="input")
-        if provider.serves("responses"):
-            return await self.relay.relay(request, provider.id, payload, model, exchange)
-        chat, echo = to_chat(payload)
-        adapter = self.traced[provider.id]
         runner = self.direct if bypassed(request) else self.runner
+        # An alias: on a failure before the first byte, its other deployments, in order.
+        return await self.fallbacks.run(
+            request, payload["model"], provider, model, lambda p, m: self._answer(request, payload, runner, p, m)
+        )
+
+    async def _answer(
+        self, request: Request, payload: dict[str, Any], runner: ChatRunner, provider: Provider, model: str
+    ) -> Response | RelayResponse:
+        """One provider's answer: relayed to its own /responses, or translated through chat."""
+        exchange = current()
+        if provider.serves("responses"):
+            return await self.relay.relay(request, provider.name, payload, model, exchange)
+        chat, echo = to_chat(payload)
+        adapter = self.traced[provider.name]
         shell = Shell(echo, model)
         if chat.get("stream"):
             chunks = await until_disconnect(request, runner.stream(adapter, ChatRequest(chat, model, stream=True)))
