@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> Starlette:
     push = MetricsPush(
         telemetry.metrics if settings.telemetry_metrics_push_enabled else None, settings.server_read_timeout
     )
-    proxy = ProxyEndpoint(settings, adapters, telemetry.wrap_client(http))
+    proxy = ProxyEndpoint(settings, adapters, telemetry.wrap_client(http), limits or UNLIMITED)
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models.handle, methods=["GET"]),

@@ -24,6 +24,7 @@ from providers.transport import UpstreamResponse
 
 from .auth import identity_of
 from .body import Upload, check_declared_length, stream_body
+from .limits.limiter import UNLIMITED, Limits, Unlimited
 from .relay import RelayResponse, until_disconnect
 from .routing import provider_by_id
 from .settings import Settings
@@ -110,8 +111,17 @@ _IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class ProxyEndpoint:
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], http: HttpClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: Mapping[str, Adapter],
+        http: HttpClient,
+        limits: Limits | Unlimited = UNLIMITED,
+    ) -> None:
         self.settings = settings
+        self.limits = limits
+        # A proxied request names no model: the limits see the provider, as "<provider>/*".
+        self.limited = {pid: {"model": f"{pid}/*"} for pid in settings.providers}
         self.adapters = adapters
         self.http = http
         # Per provider, built once: the headers the proxy injects, and the caller's it drops (those
@@ -140,6 +150,8 @@ class ProxyEndpoint:
             )
         provider = provider_by_id(request.path_params["provider"], self.settings.providers)
         current().provider = provider.id
+        # The caller's request limits, global and the provider's ("<provider>/*"); no tokens.
+        await self.limits.admit(request.scope, self.limited[provider.id], 0, provider.id, "*")
         url = _joined(provider.origin, self.base_paths[provider.id], _upstream_path(request)) + _query(request)
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)

@@ -143,7 +143,7 @@ class Limits:
         plan = self._plans.get(cached)
         if plan is None:
             plan = self._plans[cached] = _Plan(
-                self.rules.counters(caller, (payload["model"].strip(), f"{provider}/{model}"))
+                self.rules.counters(caller, (payload["model"].strip(), f"{provider}/{model}", f"{provider}/*"))
             )
             if len(self._plans) > _CACHED:
                 self._plans.clear()
@@ -289,7 +289,9 @@ _WHAT = {
 def _refusal(counter: Counter, verdict: Verdict, estimate: int, headers: list[tuple[bytes, bytes]]) -> RateLimited:
     scope, _, _ = counter.key.rpartition(":")
     whose = {"global": "this gateway"}.get(scope) or (
-        f"the model {scope[6:]}" if scope.startswith("model:") else "your credential"
+        (f"the provider {scope[6:-2]}" if scope.endswith("/*") else f"the model {scope[6:]}")
+        if scope.startswith("model:")
+        else "your credential"
     )
     wait = max(1, math.ceil(verdict.retry_after))
     what = _WHAT[counter.name]

@@ -4,7 +4,8 @@ A ``Limit`` is up to four numbers: requests and tokens per minute, concurrent re
 day (a quota, reset at midnight UTC). ``Rules`` holds where they apply: ``default`` (every caller,
 each with counters of its own), ``identities`` (one caller, by key name, token subject or the
 configured claim's value; its fields replace the default's, ``null`` lifts one), ``models`` (a
-model or alias, shared by every caller) and ``global`` (the whole gateway).
+model or alias, or ``<provider>/*`` for every request to a provider, ``/proxy`` included, shared
+by every caller) and ``global`` (the whole gateway).
 
     rules = parse_limits('{"default": {"requests_per_minute": 60}, "models": {"fast": {"tokens_per_minute": 1000}}}')
     counters = rules.counters("alice", ("fast", "groq/llama-3.3-70b-versatile"))
@@ -76,8 +77,8 @@ class Rules:
         return any(v is not None for limit in limits for v in limit.values.values())
 
     def counters(self, identity: str, models: tuple[str, ...]) -> tuple[Counter, ...]:
-        """Every counter a request of ``identity`` to any of ``models`` (the name asked, then the
-        provider/model it resolved to) is held to."""
+        """Every counter a request of ``identity`` to any of ``models`` (the name asked, the
+        provider/model it resolved to, and ``<provider>/*``) is held to."""
         own = self.identities.get(identity)
         limit = own.over(self.default) if own is not None else self.default
         found = [*limit.counters(f"id:{identity}"), *self.global_.counters("global")]
