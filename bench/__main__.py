@@ -475,8 +475,9 @@ class Bench:
         self.stop_process(watch)
 
     def limits(self) -> None:
-        """Scenario 1 with a rate limit on every request (far above the load: none is refused), its
-        counters in the process, then in a loopback redis-server: the limiter's cost."""
+        """Scenario 1 without limits, then with a rate limit on every request (far above the load:
+        none is refused), its counters in the process, then in a loopback redis-server: the
+        limiter's cost, as ratios to the unlimited gateway of this same run."""
         rules = '{"default": {"requests_per_minute": 1000000000, "tokens_per_minute": 1000000000}}'
         redis_port = free_port()
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -490,18 +491,39 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        for store, extra in (("memory", {}), ("redis", {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"})):
-            port, watch, _ = self.gateway(extra={"LIMITS": rules, **extra})
+        runs: tuple[tuple[str, dict[str, str]], ...] = (
+            ("no limits", {}),
+            ("limits in memory", {"LIMITS": rules}),
+            ("limits in redis", {"LIMITS": rules, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}),
+        )
+        rows = []
+        for name, extra in runs:
+            port, watch, _ = self.gateway(extra=extra)
             time.sleep(1)
-            self.load(
-                f"1. passthrough JSON, limits in {store}",
-                "gateway",
-                f"http://127.0.0.1:{port}/v1/chat/completions",
-                CHAT_BODY % ("openai/m", ""),
-                32,
-                watch,
+            rows.append(
+                self.load(
+                    f"1. passthrough JSON, {name}",
+                    "gateway",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    CHAT_BODY % ("openai/m", ""),
+                    32,
+                    watch,
+                )
             )
             self.stop_process(watch)
+        plain = rows[0]
+        for row in rows[1:]:
+            row.extra = {
+                "rps_vs_unlimited": round(row.rps / max(plain.rps, 1e-9), 3),
+                "p50_added_ms": round(row.p50_ms - plain.p50_ms, 3),
+                "cpu_ms_per_request_added": round((row.cpu_ms_per_request or 0) - (plain.cpu_ms_per_request or 0), 4),
+            }
+            cpu_us = row.extra["cpu_ms_per_request_added"] * 1000
+            print(
+                f"     {row.scenario}: req/s x{row.extra['rps_vs_unlimited']:.2f} of the unlimited gateway, "
+                f"p50 {row.extra['p50_added_ms']:+.2f} ms, CPU {cpu_us:+.0f} µs/req",
+                flush=True,
+            )
 
     def clients(self) -> None:
         upstream = f"http://127.0.0.1:{self.mock}/openai/v1/chat/completions"
