@@ -253,11 +253,19 @@ class Aliases(Mapping[str, Alias]):
         except (OSError, yaml.YAMLError) as exc:
             raise AliasError(f"ROUTING_CONFIG_PATH: cannot read {path}: {exc}") from exc
         models = document.get("models") if isinstance(document, dict) else None
+        return cls.parse(models, providers, environ, f"ROUTING_CONFIG_PATH={path}")
+
+    @classmethod
+    def parse(
+        cls, models: Any, providers: Mapping[str, Provider], environ: Mapping[str, str] | None, source: str
+    ) -> Aliases:
+        """The aliases of a ``models`` mapping (the routing file's, or the config file's
+        ``routing.models``); ``source`` names where it came from in errors."""
         if not isinstance(models, dict) or not models:
-            raise AliasError(f"ROUTING_CONFIG_PATH={path}: expected a non-empty 'models' mapping of aliases.")
+            raise AliasError(f"{source}: expected a non-empty 'models' mapping of aliases.")
         upstreams: dict[str, Provider] = {}
         aliases = {
-            str(name): _alias(str(name), entry, providers, path, environ or {}, upstreams)
+            str(name): _alias(str(name), entry, providers, source, environ or {}, upstreams)
             for name, entry in models.items()
         }
         return cls(aliases, upstreams)
@@ -267,11 +275,11 @@ def _alias(
     name: str,
     entry: Any,
     providers: Mapping[str, Provider],
-    path: str | Path,
+    source: str,
     environ: Mapping[str, str],
     upstreams: dict[str, Provider],
 ) -> Alias:
-    where = f"ROUTING_CONFIG_PATH={path}: alias '{name}'"
+    where = f"{source}: alias '{name}'"
     if not name or "/" in name or name != name.strip():
         raise AliasError(f"{where}: an alias is a plain name, without '/' or surrounding spaces.")
     if not isinstance(entry, dict):

@@ -539,6 +539,13 @@ SETTINGS: tuple[Var, ...] = (
         "The routing file: models: {<alias>: {strategy: round_robin, deployments: [{provider, model}]}}.",
     ),
     Var(
+        "ROUTING_MODELS",
+        "routing_models",
+        str,
+        "",
+        "The aliases as JSON instead of a routing file: the config file's routing.models block.",
+    ),
+    Var(
         "ROUTING_HEADER_NAME",
         "routing_header_name",
         parse_header_name,
@@ -756,6 +763,7 @@ class Settings:
     routing_strategy: str = "body"
     routing_enabled: bool = False
     routing_config_path: str = ""
+    routing_models: str = ""
     routing_header_name: str = "X-Model"
     cors_allowed_origins: tuple[str, ...] = ()
     mcp_enabled: bool = False
@@ -831,14 +839,7 @@ class Settings:
             for pid, spec in registry.items()
         }
         if parsed.get("routing_enabled"):
-            if not parsed.get("routing_config_path"):
-                raise SettingsError(
-                    "ROUTING_ENABLED=true needs ROUTING_CONFIG_PATH, the routing file of model aliases."
-                )
-            try:
-                parsed["aliases"] = Aliases.load(parsed["routing_config_path"], parsed["providers"], values)
-            except AliasError as exc:
-                raise SettingsError(str(exc)) from None
+            parsed["aliases"] = _aliases(parsed, values)
         settings = cls(**parsed)
         settings._validate()
         return settings
@@ -903,6 +904,30 @@ class Settings:
     @property
     def debug(self) -> bool:
         return self.environment.lower() == "development"
+
+
+def _aliases(parsed: Mapping[str, Any], values: Mapping[str, str]) -> Aliases:
+    """The model aliases: of the routing file (ROUTING_CONFIG_PATH), or of the config file's
+    ``routing.models`` (ROUTING_MODELS, JSON); a deployment's ``api_key_env`` is read from ``values``."""
+    path, inline = parsed.get("routing_config_path"), parsed.get("routing_models", "").strip()
+    if bool(path) == bool(inline):
+        raise SettingsError(
+            "ROUTING_ENABLED=true needs the model aliases in one place: ROUTING_CONFIG_PATH (the routing file) "
+            "or ROUTING_MODELS (the config file's routing.models), not both."
+            if path
+            else "ROUTING_ENABLED=true needs ROUTING_CONFIG_PATH, the routing file of model aliases "
+            "(or the config file's routing.models)."
+        )
+    try:
+        if path:
+            return Aliases.load(path, parsed["providers"], values)
+        try:
+            models = json.loads(inline)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"ROUTING_MODELS is not valid JSON: {exc}.") from None
+        return Aliases.parse(models, parsed["providers"], values, "routing.models (ROUTING_MODELS)")
+    except AliasError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 # inference-gateway bounds its upstream calls with its server's timeouts, and a non-streaming answer

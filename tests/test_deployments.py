@@ -191,3 +191,35 @@ def test_an_alias_retries_must_be_a_count(tmp_path: Path) -> None:
     text = "models:\n  pool: {retries: -1, deployments: [{provider: openai, model: m}]}\n"
     with pytest.raises(SettingsError, match="'retries' must be a whole number"):
         Settings.load({"OPENAI_API_KEY": fake_key("openai"), **routing(tmp_path, text)})
+
+
+CONFIG = """
+routing:
+  enabled: true
+  models:
+    eu:
+      strategy: priority
+      retries: 1
+      deployments:
+        - {provider: openai, model: gpt-4o, name: team-a, api_key_env: OPENAI_TEAM_A_KEY}
+        - {provider: openai, model: gpt-4o, name: team-b, api_key_env: OPENAI_TEAM_B_KEY}
+        - {provider: ollama, model: llama3.3, name: gpu-1, api_url: "http://10.0.0.1:11434/v1"}
+"""
+
+
+def test_the_config_file_holds_aliases_with_their_deployments(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG)
+    keys = {"OPENAI_TEAM_A_KEY": "sk-team-a-0123456789", "OPENAI_TEAM_B_KEY": "sk-team-b-0123456789"}
+    settings = Settings.load(keys, config_file=path)
+    alias = settings.aliases["eu"]
+    assert alias.strategy == "priority" and alias.retries == 1
+    assert [t.upstream for t in alias.targets] == ["openai@team-a", "openai@team-b", "ollama@gpu-1"]
+    upstreams = settings.aliases.upstreams
+    assert upstreams["openai@team-b"].url == settings.providers["openai"].url  # its key only
+    assert upstreams["openai@team-a"].secrets == ("sk-team-a-0123456789",)
+    assert upstreams["ollama@gpu-1"].url == "http://10.0.0.1:11434/v1" and not upstreams["ollama@gpu-1"].secrets
+    assert [p.name for p in settings.upstreams] == ["ollama", "openai@team-a", "openai@team-b", "ollama@gpu-1"]
+    both = {**keys, "ROUTING_CONFIG_PATH": str(path)}
+    with pytest.raises(SettingsError, match="not both"):
+        Settings.load(both, config_file=path)
