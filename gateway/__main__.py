@@ -87,6 +87,8 @@ def _print_providers(settings: Settings) -> None:
     for provider in settings.providers.values():
         state = "yes" if provider.configured else f"no (set {provider.spec.env_prefix}_API_KEY)"
         rows.append((provider.id, state, provider.spec.adapter, provider.url))
+    for upstream in settings.aliases.upstreams.values():  # alias deployments with their own URL or key
+        rows.append((upstream.name, "yes (alias deployment)", upstream.spec.adapter, upstream.url))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])

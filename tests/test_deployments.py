@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -55,6 +56,9 @@ models:
     deployments:
       - {{provider: openai, model: leak, name: a}}
       - {{provider: openai, model: leak, name: b}}
+  leaky-vectors:
+    deployments:
+      - {{provider: openai, model: leak-error, name: b}}
   covered:
     deployments:
       - {{provider: openai, model: error-503, name: a}}
@@ -98,6 +102,12 @@ async def test_round_robin_reaches_each_deployment_with_its_own_key(
         stream = await sdk(url).chat.completions.create(model="leaky", messages=HI, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == f"Your key is Bearer {'*' * len(KEY_A)}"
+        claude = anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0)
+        message = await claude.messages.create(model="leaky", max_tokens=20, messages=HI)  # type: ignore[arg-type]
+        assert message.content[0].type == "text" and message.content[0].text == text  # the same length of mask
+        with pytest.raises(openai.RateLimitError) as refused:
+            await sdk(url).embeddings.create(model="leaky-vectors", input="x")
+        assert "*" * len(KEY_B) in refused.value.message and KEY_B not in str(refused.value.response.headers)
 
         # Its own health, metrics label, and no entry of its own in the model list.
         ready = (await http.get(f"{url}/ready")).json()
