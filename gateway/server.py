@@ -43,7 +43,7 @@ from uvicorn.server import ServerState
 from providers.errors import APIError, InvalidRequest, ServiceUnavailable
 
 from .drain import Drain
-from .relay import ABORT_EXTENSION, DRAIN_EXTENSION
+from .relay import ABORT_EXTENSION, DRAIN_EXTENSION, HANGUP_EXTENSION, Hangup
 from .settings import Settings
 
 __all__ = ["GatewayConfig", "GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
@@ -143,6 +143,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._too_many: APIError | None = None
         self._refused = False
+        self.hangup = Hangup()  # the requests' disconnect watches (gateway.relay), told on connection loss
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -165,7 +166,11 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        cycle = self.cycle
+        unanswered = cycle is not None and not cycle.response_complete  # what uvicorn calls disconnected
         super().connection_lost(exc)
+        if unanswered:
+            self.hangup.lost()
 
     def shutdown(self) -> None:
         # The server calls this on every open connection when it stops accepting: the drain starts.
@@ -232,6 +237,7 @@ class GatewayProtocol(HttpToolsProtocol):
             extensions: dict[str, Any] = {
                 DRAIN_EXTENSION: self.extras.drain,
                 ABORT_EXTENSION: functools.partial(_abort, cycle),
+                HANGUP_EXTENSION: self.hangup,
             }
             self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
 
