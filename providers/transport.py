@@ -19,6 +19,7 @@ id, its trace context); the gateway sets it once per request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -55,7 +56,13 @@ class Timeouts:
     total: float | None = None
 
     def _aiohttp(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect)
+        return _client_timeout(self.total, self.connect)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's (immutable) timeout object, made once per pair of values, not once per call."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,12 @@ class UpstreamResponse:
             )
             self._headers = CIMultiDictProxy(decoded)
         return self._headers
+
+    @property
+    def content_type(self) -> str:
+        """The answer's ``Content-Type`` (empty when none), for deciding what it is: read from the
+        client's own headers, not masked (a caller that shows it uses ``headers``)."""
+        return self._response.headers.get("Content-Type", "")
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -238,16 +251,20 @@ class HttpClient:
         started = _wait_started()
         with _translated_errors():
             try:
-                async with asyncio.timeout(timeouts.headers):
-                    response = await session.request(
-                        method,
-                        URL(url, encoded=True) if raw else url,
-                        headers=headers,  # type: ignore[arg-type]
-                        data=body,
-                        timeout=timeouts._aiohttp(),
-                        allow_redirects=False,
-                        skip_auto_headers=_RAW_SKIPPED if raw else None,
-                    )
+                sent = session.request(
+                    method,
+                    URL(url, encoded=True) if raw else url,
+                    headers=headers,  # type: ignore[arg-type]
+                    data=body,
+                    timeout=timeouts._aiohttp(),
+                    allow_redirects=False,
+                    skip_auto_headers=_RAW_SKIPPED if raw else None,
+                )
+                if timeouts.headers is None:  # no deadline of ours: no timer to arm and cancel
+                    response = await sent
+                else:
+                    async with asyncio.timeout(timeouts.headers):
+                        response = await sent
             finally:
                 _count_upstream(started)
         return UpstreamResponse(response, timeouts.idle, redactor)
