@@ -65,7 +65,12 @@ def main() -> None:
             litellm_port = free_port()
             peer = bench.spawn(
                 [str(command), "--config", str(config(workdir, bench.mock)), "--port", str(litellm_port)],
-                {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "NUM_WORKERS": "1"},
+                # No authentication, like the gateway under test (loopback only): LiteLLM wants that said.
+                {
+                    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+                    "NUM_WORKERS": "1",
+                },
             )
             wait_http(litellm_port, "/health/liveliness", timeout=120)
             peer_watch = type(watch)(peer.pid)
@@ -93,15 +98,16 @@ def main() -> None:
         f"# Peers, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: JSON passthrough, one worker each, "
         f"medians of {ROUNDS} interleaved rounds ({LITELLM})",
         "",
-        "| target | req/s c=32 | share of the raw relay | CPU ms/req | p50 ms c=1 | p99 ms c=1 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | req/s c=32 | share of the raw relay | CPU ms/req | p50 ms c=1 | p99 ms c=1 | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     raw = by[("raw relay", 32)].rps
     for name, *_ in targets:
         busy, alone = by[(name, 32)], by[(name, 1)]
         cpu = f"{busy.cpu_ms_per_request:.3f}" if busy.cpu_ms_per_request is not None else ""
         lines.append(
-            f"| {name} | {busy.rps:,.0f} | {busy.rps / raw:.2f} | {cpu} | {alone.p50_ms:.2f} | {alone.p99_ms:.2f} |"
+            f"| {name} | {busy.rps:,.0f} | {busy.rps / raw:.2f} | {cpu} | {alone.p50_ms:.2f} | {alone.p99_ms:.2f} "
+            f"| {busy.errors + alone.errors} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "peers.md").write_text("\n".join(lines) + "\n")
