@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test run lint bench lock image-test fuzz test-tools
+.PHONY: test run lint bench bench-peers lock image-test fuzz test-tools
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,11 @@ run: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet psutil httpx-aiohttp
 	$(BIN)/python -m bench
+
+# The peer row (not in CI): LiteLLM's proxy, pinned, in a venv of its own, against the same mock.
+bench-peers: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet psutil httpx-aiohttp
+	$(BIN)/python -m bench.peers
 
 # The image's dependencies, locked with their hashes for Python 3.11+ on every platform:
 # requirements.lock (pyproject's dependencies) and requirements-build.lock (its build backend).

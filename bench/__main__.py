@@ -1,14 +1,17 @@
 """The benchmark: ``make bench`` (or ``python -m bench``). Loopback only, about ten minutes.
 
-Every scenario runs against the mock directly and through the gateway in the same run, so the
-difference is the gateway's cost. Results go to bench/results/latest.{md,json} (latest-metrics.* with
-BENCH_METRICS=1, and -partial with BENCH_ONLY).
+Every scenario runs against three targets in the same run, in interleaved rounds (the order turns
+each round; medians reported): the mock directly, the raw-ASGI relay (``bench.raw_relay``: the same
+server and HTTP client with no framework, the ceiling for this design) and the gateway, as deployed:
+metrics on, the request log on (to /dev/null), a generous rate limit in memory. Each gateway figure
+is printed as a ratio to the raw relay and to direct, and checked against the targets of
+``bench.ratios``. Results go to bench/results/latest.{md,json} (-partial with BENCH_ONLY).
 
-Environment: BENCH_DURATION (seconds per wrk run, 8), BENCH_SOAK_REQUESTS (1000000, or as many as
-BENCH_SOAK_MAX_SECONDS, 240, allow),
-BENCH_STREAMS (1000 concurrent slow streams), BENCH_QUICK=1 (short runs, for a smoke test),
-BENCH_METRICS=1 (the gateway under test with TELEMETRY_ENABLED=true, scraped once at the end),
-BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers", "clients", "limits").
+Environment: BENCH_DURATION (seconds per wrk run, 5), BENCH_ROUNDS (3), BENCH_SOAK_REQUESTS
+(1000000, or as many as BENCH_SOAK_MAX_SECONDS, 60, allow), BENCH_STREAMS (1000 concurrent slow
+streams), BENCH_QUICK=1 (short runs, for a smoke test), BENCH_BARE=1 (the gateway with metrics,
+request log and limits off), BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers",
+"clients", "limits").
 """
 
 from __future__ import annotations
@@ -33,15 +36,19 @@ from typing import Any
 import psutil
 
 from bench.mocks import nginx_conf
+from bench.ratios import median_row, ratio_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-DURATION = int(os.environ.get("BENCH_DURATION", "2" if QUICK else "8"))
+DURATION = int(os.environ.get("BENCH_DURATION", "2" if QUICK else "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
 SOAK = int(os.environ.get("BENCH_SOAK_REQUESTS", "20000" if QUICK else "1000000"))
-SOAK_MAX_SECONDS = int(os.environ.get("BENCH_SOAK_MAX_SECONDS", "240"))  # keeps the harness near ten minutes
+SOAK_MAX_SECONDS = int(os.environ.get("BENCH_SOAK_MAX_SECONDS", "60"))  # keeps the harness near ten minutes
 STREAMS = int(os.environ.get("BENCH_STREAMS", "200" if QUICK else "1000"))
-METRICS = os.environ.get("BENCH_METRICS") == "1"
+BARE = os.environ.get("BENCH_BARE") == "1"
+# As deployed: a rate limit on every request, far above the load (none is refused), in memory.
+GENEROUS_LIMITS = '{"default": {"requests_per_minute": 1000000000, "tokens_per_minute": 1000000000}}'
 ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()}
 CHAT_BODY = '{"model": "%s", "messages": [{"role": "user", "content": "Say hello."}]%s}'
 ANTHROPIC_BODY = (
@@ -224,6 +231,9 @@ class Bench:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.mock = free_port()
         self.slow = free_port()
+        self.raw = free_port()  # the raw-ASGI relay to the nginx mock
+        self.raw_slow = free_port()  # and one to the slow-stream mock
+        self.raw_watch: Watch | None = None
         self.metrics_port = 0
 
     def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -241,6 +251,10 @@ class Bench:
         self.spawn([sys.executable, "-m", "bench.mocks", str(self.slow)])
         wait_http(self.mock, "/openai/v1/models")
         wait_http(self.slow, "/")
+        for port, upstream in ((self.raw, self.mock), (self.raw_slow, self.slow)):
+            relay = self.spawn([sys.executable, "-m", "bench.raw_relay", str(port), f"http://127.0.0.1:{upstream}"])
+            wait_http(port)
+            self.raw_watch = self.raw_watch or Watch(relay.pid)  # the JSON and SSE relay's CPU and RSS
 
     def stop(self) -> None:
         for process in self.processes:
@@ -261,7 +275,7 @@ class Bench:
             "PROVIDERS_REGISTRY": str(ROOT / "bench" / "registry.yaml"),
             "SERVER_PORT": str(port),
             "SERVER_WORKERS": str(workers),
-            "SERVER_ACCESS_LOG": "false",
+            "SERVER_ACCESS_LOG": "false" if BARE else "true",  # the request log, to /dev/null
             "SERVER_DRAIN_DELAY": "0s",  # no load balancer to wait for when the bench stops it
             "OPENAI_API_URL": f"{mock}/openai/v1",
             "OPENAI_SSE_API_URL": f"{mock}/openai-sse/v1",
@@ -270,9 +284,13 @@ class Bench:
             "SLOW_API_URL": f"http://127.0.0.1:{self.slow}/v1",
             **{f"{p}_API_KEY": "bench-key" for p in ("OPENAI", "OPENAI_SSE", "ANTHROPIC", "ANTHROPIC_SSE", "SLOW")},
         }
-        if METRICS:
+        if not BARE:
             self.metrics_port = free_port()
-            env |= {"TELEMETRY_ENABLED": "true", "TELEMETRY_METRICS_PORT": str(self.metrics_port)}
+            env |= {
+                "TELEMETRY_ENABLED": "true",
+                "TELEMETRY_METRICS_PORT": str(self.metrics_port),
+                "LIMITS": GENEROUS_LIMITS,
+            }
         env |= extra or {}
         process = self.spawn([sys.executable, "-m", "gateway", "serve"], env)
         startup = wait_http(port)
@@ -287,6 +305,7 @@ class Bench:
         concurrency: int,
         watch: Watch | None = None,
         duration: int = DURATION,
+        quiet: bool = False,
     ) -> Row:
         steal, total = cpu_steal()
         if watch is None:
@@ -306,6 +325,8 @@ class Bench:
             )
         steal_after, total_after = cpu_steal()
         row.steal_pct = round((steal_after - steal) * 100 / max(total_after - total, 1), 1)
+        if quiet:
+            return row
         self.rows.append(row)
         print(
             f"  {scenario:<34} {target:<14} c={concurrency:<4} {row.rps:>9.0f} req/s  "
@@ -314,7 +335,7 @@ class Bench:
         )
         return row
 
-    def pair(
+    def trio(
         self,
         scenario: str,
         direct: str,
@@ -325,10 +346,29 @@ class Bench:
         watch: Watch,
         concurrency: int,
     ) -> None:
+        """The mock alone, the raw relay (same path and body as direct) and the gateway, ``ROUNDS``
+        times, the order turned each round so that none is always first; one median row each."""
         if not wanted(scenario):
             return
-        self.load(scenario, "direct", f"http://127.0.0.1:{self.mock}{direct}", direct_body, concurrency)
-        self.load(scenario, "gateway", f"http://127.0.0.1:{port}{gateway_path}", body, concurrency, watch)
+        targets: list[tuple[str, str, str, Watch | None]] = [
+            ("direct", f"http://127.0.0.1:{self.mock}{direct}", direct_body, None),
+            ("raw relay", f"http://127.0.0.1:{self.raw}{direct}", direct_body, self.raw_watch),
+            ("gateway", f"http://127.0.0.1:{port}{gateway_path}", body, watch),
+        ]
+        runs: dict[str, list[Row]] = {name: [] for name, *_ in targets}
+        for round_ in range(ROUNDS):
+            for name, url, payload, watched in targets[round_ % 3 :] + targets[: round_ % 3]:
+                runs[name].append(self.load(scenario, name, url, payload, concurrency, watched, quiet=True))
+        for name, _, _, _ in targets:
+            row = median_row(runs[name])
+            self.rows.append(row)
+            print(
+                f"  {scenario:<34} {name:<10} c={concurrency:<4} {row.rps:>9.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
+                f"p99 {row.p99_ms:6.2f} ms  errors {row.errors}  (rounds: "
+                + ", ".join(f"{r.rps:.0f}" for r in runs[name])
+                + ")",
+                flush=True,
+            )
 
     def run(self) -> None:
         self.start_mocks()
@@ -339,11 +379,16 @@ class Bench:
         chat = "/v1/chat/completions"
         stream = ', "stream": true, "stream_options": {"include_usage": true}'
         openai_direct = "/openai/v1/chat/completions"
-        print("scenarios (direct = the mock alone, gateway = through polyrelay):", flush=True)
+        print(
+            "scenarios (direct = the mock alone, raw relay = bench.raw_relay, gateway = through polyrelay"
+            + (", bare" if BARE else ", metrics, request log and limits on")
+            + f"; medians of {ROUNDS} interleaved rounds):",
+            flush=True,
+        )
         self.load("warm-up", "gateway", f"http://127.0.0.1:{port}{chat}", CHAT_BODY % ("openai/m", ""), 8, watch, 2)
         self.rows.pop()
         for concurrency in (1, 32):
-            self.pair(
+            self.trio(
                 "1. passthrough JSON",
                 openai_direct,
                 CHAT_BODY % ("m", ""),
@@ -353,7 +398,7 @@ class Bench:
                 watch,
                 concurrency,
             )
-        self.pair(
+        self.trio(
             "2. passthrough stream",
             "/openai-sse/v1/chat/completions",
             CHAT_BODY % ("m", stream),
@@ -363,7 +408,7 @@ class Bench:
             watch,
             32,
         )
-        self.pair(
+        self.trio(
             "3. anthropic translation JSON",
             "/anthropic/v1/messages",
             ANTHROPIC_BODY % "",
@@ -373,7 +418,7 @@ class Bench:
             watch,
             32,
         )
-        self.pair(
+        self.trio(
             "3. anthropic translation stream",
             "/anthropic-sse/v1/messages",
             ANTHROPIC_BODY % ', "stream": true',
@@ -383,7 +428,7 @@ class Bench:
             watch,
             32,
         )
-        self.pair(
+        self.trio(
             "4. /proxy passthrough",
             openai_direct,
             CHAT_BODY % ("m", ""),
@@ -397,7 +442,7 @@ class Bench:
             self.slow_streams(port, watch)
         if wanted("6."):
             self.soak(port, watch)
-        if METRICS:
+        if not BARE:
             self.facts["metrics_requests_counted"] = scraped_requests(self.metrics_port)
         self.stop_process(watch)
         if wanted("workers"):
@@ -414,25 +459,40 @@ class Bench:
     def slow_streams(self, port: int, watch: Watch) -> None:
         body = CHAT_BODY % ("slow/m", ', "stream": true')
         scenario = f"5. {STREAMS} slow streams (20 x 50 ms)"
-        direct = hey(f"http://127.0.0.1:{self.slow}/v1/chat/completions", body, STREAMS, STREAMS * 2)
-        self.rows.append(Row(scenario, "direct", STREAMS, **direct))
-        cpu = watch.cpu()
-        with watch.sampling():
-            through = hey(f"http://127.0.0.1:{port}/v1/chat/completions", body, STREAMS, STREAMS * 2)
-        row = Row(
-            scenario,
-            "gateway",
-            STREAMS,
-            **through,
-            cpu_ms_per_request=(watch.cpu() - cpu) * 1000 / (STREAMS * 2),
-            peak_rss_mb=watch.peak / 2**20,
-        )
-        self.rows.append(row)
-        print(
-            f"  {scenario:<34} gateway        c={STREAMS:<4} p50 {row.p50_ms:.0f} ms p99 {row.p99_ms:.0f} ms "
-            f"errors {row.errors} peak RSS {row.peak_rss_mb:.0f} MB (direct p99 {direct['p99_ms']:.0f} ms)",
-            flush=True,
-        )
+        path = "/v1/chat/completions"
+        targets = [
+            ("direct", f"http://127.0.0.1:{self.slow}{path}", None),
+            ("raw relay", f"http://127.0.0.1:{self.raw_slow}{path}", None),
+            ("gateway", f"http://127.0.0.1:{port}{path}", watch),
+        ]
+        runs: dict[str, list[Row]] = {name: [] for name, _, _ in targets}
+        for round_ in range(ROUNDS):
+            for name, url, watched in targets[round_ % 3 :] + targets[: round_ % 3]:
+                if watched is None:
+                    runs[name].append(Row(scenario, name, STREAMS, **hey(url, body, STREAMS, STREAMS * 2)))
+                    continue
+                cpu = watched.cpu()
+                with watched.sampling():
+                    through = hey(url, body, STREAMS, STREAMS * 2)
+                runs[name].append(
+                    Row(
+                        scenario,
+                        name,
+                        STREAMS,
+                        **through,
+                        cpu_ms_per_request=(watched.cpu() - cpu) * 1000 / (STREAMS * 2),
+                        peak_rss_mb=watched.peak / 2**20,
+                    )
+                )
+        for name, _, _ in targets:
+            row = median_row(runs[name])
+            self.rows.append(row)
+            rss = f" peak RSS {row.peak_rss_mb:.0f} MB" if row.peak_rss_mb is not None else ""
+            print(
+                f"  {scenario:<34} {name:<10} c={STREAMS:<4} p50 {row.p50_ms:.0f} ms p99 {row.p99_ms:.0f} ms "
+                f"errors {row.errors}{rss}",
+                flush=True,
+            )
 
     def soak(self, port: int, watch: Watch) -> None:
         rss, fds = watch.rss(), watch.fds()
@@ -475,10 +535,9 @@ class Bench:
         self.stop_process(watch)
 
     def limits(self) -> None:
-        """Scenario 1 without limits, then with a rate limit on every request (far above the load:
-        none is refused), its counters in the process, then in a loopback redis-server: the
+        """Scenario 1 without limits, then with the generous limit of every scenario (far above the
+        load: none is refused), its counters in the process, then in a loopback redis-server: the
         limiter's cost, as ratios to the unlimited gateway of this same run."""
-        rules = '{"default": {"requests_per_minute": 1000000000, "tokens_per_minute": 1000000000}}'
         redis_port = free_port()
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.spawn([redis, "--port", str(redis_port), "--save", "", "--appendonly", "no", "--dir", self.dir])
@@ -492,9 +551,9 @@ class Bench:
                     raise
                 time.sleep(0.05)
         runs: tuple[tuple[str, dict[str, str]], ...] = (
-            ("no limits", {}),
-            ("limits in memory", {"LIMITS": rules}),
-            ("limits in redis", {"LIMITS": rules, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}),
+            ("no limits", {"LIMITS": ""}),
+            ("limits in memory", {"LIMITS": GENEROUS_LIMITS}),
+            ("limits in redis", {"LIMITS": GENEROUS_LIMITS, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}),
         )
         rows = []
         for name, extra in runs:
@@ -577,19 +636,23 @@ def report(bench: Bench) -> None:
         "platform": platform.platform(),
         "versions": versions(),
         "duration_s": DURATION,
-        "metrics": METRICS,
+        "rounds": ROUNDS,
+        "as_deployed": not BARE,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     document = {"machine": machine, "facts": bench.facts, "rows": [asdict(r) for r in bench.rows]}
-    stem = "latest" + ("-metrics" if METRICS else "") + ("-partial" if ONLY else "")
+    stem = "latest" + ("-bare" if BARE else "") + ("-partial" if ONLY else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")
     direct = {(r.scenario, r.concurrency): r for r in bench.rows if r.target == "direct"}
     lines = [
         f"# polyrelay benchmark, {machine['date']}",
         "",
         f"{machine['cores']} cores, Python {machine['versions']['python']}, {machine['versions']['nginx']}, "
-        f"{machine['versions']['wrk']}; one gateway worker unless said; loopback; wrk -t1, {DURATION} s per run"
-        + ("; metrics on (TELEMETRY_ENABLED)." if METRICS else "."),
+        f"{machine['versions']['wrk']}; one gateway worker unless said; loopback; wrk -t1, {DURATION} s per run, "
+        f"medians of {ROUNDS} interleaved rounds; the gateway "
+        + ("bare (metrics, request log and limits off)." if BARE else "with metrics, request log and limits on."),
+        "",
+        *ratio_lines(bench.rows),
         "",
         "| scenario | target | conc. | req/s | p50 ms | p99 ms | added p50 / p99 ms | CPU ms/req | peak RSS MB "
         "| errors | CPU steal % |",

@@ -42,7 +42,9 @@ class ModelRoute:
 
     def take(self, request: Request, name: str, operation: str | None) -> tuple[Provider, str]:
         """The provider and its own model name for ``name``, once the model policy allows it."""
-        provider, model = resolve(name, request.query_params.get("provider"), self.providers, self.aliases)
+        # Parsed only when there is a query: most requests have none.
+        asked = request.query_params.get("provider") if request.scope.get("query_string") else None
+        provider, model = resolve(name, asked, self.providers, self.aliases)
         exchange = current()
         # Telemetry names the upstream (a deployment with its own URL or key: id@name); the policy the provider.
         exchange.operation, exchange.provider, exchange.model = operation, provider.name, model

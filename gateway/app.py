@@ -30,6 +30,7 @@ from .embeddings import EmbeddingsEndpoint
 from .errors import exception_handlers
 from .guardrails import Guardrails
 from .guardrails.middleware import GuardrailsMiddleware
+from .hot_routes import HotRoutes
 from .limits.limiter import UNLIMITED, Limits
 from .limits.middleware import LimitsMiddleware
 from .mcp import MCP
@@ -192,6 +193,11 @@ def create_app(settings: Settings) -> Starlette:
         )
     # Next to /health, once the verifier exists: readiness waits for its keys.
     routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases, limits).handle, methods=["GET"]))
+    # -- The routes that carry the traffic, served from the innermost middleware past the router (issue 16).
+    middleware.append(
+        Middleware(HotRoutes, routes=routes, hot=(chat.handle, proxy.handle), handlers=exception_handlers)
+    )
+    # --
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from providers.errors import APIError, InvalidRequest, PayloadTooLarge
 
@@ -52,16 +53,37 @@ async def stream_body(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The whole body, within ``limit`` bytes and ``timeout`` seconds (SERVER_READ_TIMEOUT)."""
-    parts = []
+    check_declared_length(request, limit)
     try:
         async with asyncio.timeout(timeout or None):
-            async for chunk in stream_body(request, limit):
-                parts.append(chunk)
+            return await _whole(request.receive, limit)
     except TimeoutError:
         raise InvalidRequest(
             f"The request body did not arrive within {timeout:g}s (SERVER_READ_TIMEOUT).", status=408
         ) from None
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _whole(receive: Receive, limit: int) -> bytes:
+    """The body's messages read straight from ``receive`` (what ``stream_body`` yields, without its
+    two generators: a small body is one message, read on every request)."""
+    message = await receive()
+    parts: list[bytes] = []
+    seen = 0
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body: bytes = message.get("body", b"")
+        seen += len(body)
+        if seen > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            if not parts:
+                return body
+            parts.append(body)
+            return b"".join(parts)
+        if body:
+            parts.append(body)
+        message = await receive()
 
 
 class Upload:

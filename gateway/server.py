@@ -14,6 +14,8 @@ internet needs and uvicorn's httptools protocol lacks, and a bounded graceful sh
   ``SERVER_DRAIN_DELAY``, each answer closing its connection; then the server stops accepting and
   lets requests finish for ``SERVER_DRAIN_TIMEOUT``, and cuts what is left. SIGINT skips the delay;
   another signal cuts at once, whenever it comes.
+- The writes of one event-loop turn to a connection go out as one (``CorkedTransport``): a
+  response's head and body in one system call instead of two.
 - ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from ``FORWARDED_ALLOW_IPS``
   (uvicorn's proxy-headers middleware, off when the list is empty).
 
@@ -42,8 +44,9 @@ from uvicorn.server import ServerState
 
 from providers.errors import APIError, InvalidRequest, ServiceUnavailable
 
+from .cork import CorkedTransport
 from .drain import Drain
-from .relay import ABORT_EXTENSION, DRAIN_EXTENSION
+from .relay import ABORT_EXTENSION, DRAIN_EXTENSION, HANGUP_EXTENSION, Hangup
 from .settings import Settings
 
 __all__ = ["GatewayConfig", "GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
@@ -143,11 +146,14 @@ class GatewayProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._too_many: APIError | None = None
         self._refused = False
+        self.hangup = Hangup()  # the requests' disconnect watches (gateway.relay), told on connection loss
 
     # -- connection ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # A response's head and body (and a stream's events of one loop turn) in one write each.
+        self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
         cap = self.limits.max_connections
         if cap and len(self.connections) > cap:
             self.extras.refusals.warn("refused a connection: %d open, SERVER_MAX_CONNECTIONS=%d", cap, cap)
@@ -165,7 +171,11 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        cycle = self.cycle
+        unanswered = cycle is not None and not cycle.response_complete  # what uvicorn calls disconnected
         super().connection_lost(exc)
+        if unanswered:
+            self.hangup.lost()
 
     def shutdown(self) -> None:
         # The server calls this on every open connection when it stops accepting: the drain starts.
@@ -232,6 +242,7 @@ class GatewayProtocol(HttpToolsProtocol):
             extensions: dict[str, Any] = {
                 DRAIN_EXTENSION: self.extras.drain,
                 ABORT_EXTENSION: functools.partial(_abort, cycle),
+                HANGUP_EXTENSION: self.hangup,
             }
             self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
 

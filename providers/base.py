@@ -218,8 +218,7 @@ class Adapter(ABC):
         """A stream's answer, refused (502) when its type says it is a page or a JSON document, not
         events: relayed, it would reach the client as garbage events. Other types pass (some servers
         label their events loosely)."""
-        kind = response.headers.get("Content-Type", "")
-        if kind.startswith(("text/html", "application/json")):
+        if response.content_type.startswith(("text/html", "application/json")):
             try:
                 body = await response.read()
             finally:

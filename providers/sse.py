@@ -152,4 +152,5 @@ def encode_event(data: bytes, event: str | None = None) -> bytes:
 
 def holds_error_event(data: bytes) -> bool:
     """Whether SSE bytes as relayed (whole events, one or several) hold an in-stream error event."""
-    return _ERROR_EVENT_IN.search(data) is not None
+    # The literal first: the pattern's leading alternation makes the regex try every position.
+    return b'{"error"' in data and _ERROR_EVENT_IN.search(data) is not None

@@ -10,6 +10,7 @@ stream ended, the time in the gateway itself).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.config
 import time
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from .exchange import Exchange
 
-__all__ = ["JsonFormatter", "RequestIdFilter", "RequestLog", "TextFormatter", "configure_logging", "logging_config"]
+__all__ = [
+    "JsonFormatter",
+    "RequestIdFilter",
+    "RequestLog",
+    "TextFormatter",
+    "TurnHandler",
+    "configure_logging",
+    "logging_config",
+]
 
 REQUEST_LOGGER = "polyrelay.request"
 
@@ -69,7 +78,58 @@ class RequestLog(Sink):
             fields["tokens_out"] = usage.output
         if exchange.error_type is not None:
             fields["error_type"] = exchange.error_type
-        self.log.log(level, "%s %s %d", exchange.method, exchange.path, exchange.status, extra={"fields": fields})
+        # The record made and handled here: what Logger.log does, less looking up the caller's frame.
+        args = (exchange.method, exchange.path, exchange.status)
+        extra = {"fields": fields}
+        record = self.log.makeRecord(REQUEST_LOGGER, level, __file__, 0, "%s %s %d", args, None, extra=extra)
+        self.log.handle(record)
+
+
+class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes the request lines of one event-loop turn at once: one system
+    call for every request finished in that turn instead of one per line. None waits longer than its
+    turn; any other line (and a line outside an event loop, or from another thread) is written at
+    once, behind what is held, and so is what ``flush`` finds held (logging flushes at exit)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._held: list[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        if record.name != REQUEST_LOGGER:  # rare lines (start-up, warnings, the last one before exit): now
+            self._write(line)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: now, behind anything held
+            self._write(line)
+            return
+        held = self._held
+        if held is None:
+            self._held = [line]
+            loop.call_soon(self.flush)
+        else:
+            held.append(line)
+
+    def _write(self, text: str) -> None:
+        held, self._held = self._held, None
+        try:
+            self.stream.write("".join(held) + text if held else text)
+            self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": text.rstrip()}))
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._held:
+                self._write("")
+            else:
+                super().flush()
 
 
 class RequestIdFilter(logging.Filter):
@@ -158,7 +218,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "formatters": {"default": {"()": f"{__name__}.{formatter.__name__}"}},
         "handlers": {
             "default": {
-                "class": "logging.StreamHandler",
+                "class": f"{__name__}.TurnHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "default",
                 "filters": ["request_id"],
