@@ -80,6 +80,8 @@ def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = 
             param=param,
             code="unknown_provider",
         )
+    if provider.withheld:
+        raise InvalidRequest(provider.withheld, param=param, code="provider_outside_zones")
     if not provider.configured:
         raise InvalidRequest(
             f"Provider '{pid}' is not configured: set {provider.spec.env_prefix}_API_KEY on the gateway.",
@@ -98,7 +100,7 @@ def resolve(
     if aliases and not provider_param and name in aliases:
         target = aliases[name].pick()
         current().selected = (target.provider, target.model)
-        return providers[target.provider], target.model
+        return provider_by_id(target.provider, providers, param="model"), target.model
     prefix, slash, rest = name.partition("/")
     if provider_param:
         provider = provider_by_id(model_name(provider_param, param="provider").lower(), providers)

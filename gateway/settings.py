@@ -699,6 +699,20 @@ SETTINGS: tuple[Var, ...] = (
         "5s",
         "Longest wait for the external detector (then GUARDRAILS_FAIL_MODE applies).",
     ),
+    Var(
+        "GATEWAYS_ENABLED",
+        "gateways_enabled",
+        parse_bool,
+        "false",
+        "Serve gateway resources: the management API, and each gateway at /gateways/{id}/v1 and on its hosts.",
+    ),
+    Var(
+        "GATEWAYS_PUBLIC_URL",
+        "gateways_public_url",
+        str,
+        "",
+        "The base URL the gateways' status.endpoints are built from; empty: the data plane's own address.",
+    ),
 )
 
 
@@ -787,6 +801,8 @@ class Settings:
     guardrails_fail_mode: str = "closed"
     guardrails_external_url: str = ""
     guardrails_external_timeout: float = 5.0
+    gateways_enabled: bool = False
+    gateways_public_url: str = ""
     providers: Mapping[str, Provider] = field(default_factory=dict)
     aliases: Aliases = field(default_factory=Aliases)  # from ROUTING_CONFIG_PATH, when ROUTING_ENABLED
     config_file: str = ""
@@ -827,6 +843,7 @@ class Settings:
                 api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
                 retries=_provider_count(values, f"{spec.env_prefix}_RETRIES"),
                 max_in_flight=_provider_count(values, f"{spec.env_prefix}_MAX_IN_FLIGHT"),
+                zone=(values.get(f"{spec.env_prefix}_ZONE") or spec.zone).strip().lower(),
             )
             for pid, spec in registry.items()
         }
@@ -875,6 +892,8 @@ class Settings:
                 raise SettingsError(f"GUARDRAILS_POLICY_DIR: no directory at {self.guardrails_policy_dir}.")
             if self.guardrails_external_url and not self.guardrails_external_url.startswith(("https://", "http://")):
                 raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
+        if self.gateways_public_url and not self.gateways_public_url.startswith(("https://", "http://")):
+            raise SettingsError("GATEWAYS_PUBLIC_URL must be an http(s) URL, such as https://llm.example.com.")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
         if self.upstream_retries < 0:
@@ -1015,5 +1034,7 @@ def _yaml_providers(path: Path, section: Any, registry: Mapping[str, ProviderSpe
                 yield f"{prefix}_API_URL", str(value)
             elif key == "api_key":
                 yield f"{prefix}_API_KEY", str(value)
+            elif key == "zone":
+                yield f"{prefix}_ZONE", str(value)
             else:
-                raise SettingsError(f"{path}: providers.{pid}.{key} is unknown; use api_url or api_key.")
+                raise SettingsError(f"{path}: providers.{pid}.{key} is unknown; use api_url, api_key or zone.")
