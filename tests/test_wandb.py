@@ -238,6 +238,7 @@ async def test_the_middleware_admits_w_and_b_keys_only(wandb: FakeWandb, http: H
         assert refused.value.response.headers["WWW-Authenticate"] == "Bearer"
         envelope = refused.value.response.json()["error"]
         assert envelope["type"] == "authentication_error" and "W&B API key" in envelope["message"]
+        assert wandb.url not in envelope["message"]  # the server's address is the operator's
 
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{url}/v1/models") as missing:
@@ -251,6 +252,8 @@ async def test_the_middleware_admits_w_and_b_keys_only(wandb: FakeWandb, http: H
             await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=OTHER_KEY, max_retries=0).models.list()
         assert unavailable.value.status_code == 503
         assert unavailable.value.response.json()["error"]["code"] == "service_unavailable"
+        assert unavailable.value.response.headers["Retry-After"] == "5"
+        assert wandb.url not in unavailable.value.response.text
         # The cached key still passes while the server is away.
         assert (await client.models.list()).data[0].id == "ml-team"
 

@@ -134,12 +134,13 @@ class WandbVerifier:
             done.exception()  # retrieved here: every waiter may have left
 
     async def _lookup(self, digest: bytes, key: str) -> Identity:
+        # The answers name no server: its address is the operator's (the log line has it).
         try:
             viewer = await self._viewer(key)
         except _Invalid:
             raise AuthenticationFailed(
-                f"The W&B API key is not valid at {self.server_url}: send a key from your W&B "
-                "user settings as 'Authorization: Bearer <key>'.",
+                "The W&B API key is not valid on this gateway's W&B server: send a key from your "
+                "W&B user settings as 'Authorization: Bearer <key>'.",
                 code="invalid_api_key",
             ) from None
         except _Unavailable as exc:
@@ -148,8 +149,7 @@ class WandbVerifier:
                 self._warned_at = now
                 log.warning("W&B server %s cannot check API keys (%s); answering 503", self.server_url, exc)
             raise ServiceUnavailable(
-                f"The gateway cannot check W&B API keys: its W&B server at {self.server_url} does not "
-                "answer. Retry shortly.",
+                "The gateway cannot check W&B API keys now: its W&B server does not answer. Retry shortly.",
                 headers={"Retry-After": "5"},
             ) from None
         identity = _identity(viewer)
