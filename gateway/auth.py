@@ -103,10 +103,6 @@ class AuthMiddleware:
             token = _api_key(headers)
         else:
             token = _bearer_token(headers)
-        return await self.identify(token)
-
-    async def identify(self, token: str) -> Identity:
-        """Who ``token`` is (a subclass checks other credentials); raises ``AuthenticationFailed``."""
         identity = self.keys.match(token) if self.keys else None
         if identity is not None:
             return identity

@@ -18,9 +18,10 @@ import pytest
 
 from gateway import Settings, create_app
 from gateway.gateways.runtime import GatewayRuntime
-from gateway.gateways.spec import GatewaySpec
+from gateway.gateways.spec import GatewaySpec, GatewayUnavailable, WandbAuth
 from gateway.server import GatewayServer, uvicorn_config
 
+from .fake_wandb import FakeWandb
 from .fakes import FakeProviders, fake_key
 
 HELLO = [{"role": "user", "content": "hello there friend"}]
@@ -239,6 +240,57 @@ async def test_coreweave_auth_takes_the_process_credentials_and_none_reaches_a_p
         assert CALLER_KEY not in repr(seen.headers) and CALLER_KEY.encode() not in seen.body
         received = answer.content + repr(answer.headers).encode()
         assert fake_key("openai").encode() not in received  # the fake quoted it; the gateway masked it
+
+
+async def test_a_wandb_gateway_admits_wandb_keys_limits_per_entity_and_reports_usage(fake: FakeProviders) -> None:
+    wandb = FakeWandb()
+    await wandb.start()
+    wandb.add_user("a" * 40, "ml-team")
+    wandb.add_user("b" * 40, "other-team")
+    wandb.add_user("c" * 40, "gateway-owner")
+    auth = WandbAuth("c" * 40, wandb.url, enable_usage_reports=True, enable_rate_limiting=True)
+    limits = '{"default": {"requests_per_minute": 2}}'
+    try:
+        async with gateways(fake, LIMITS=limits) as (url, runtime):
+            gateway = spec(auth="wandb", wandb=auth, routing="header", header_name="X-Model", zones=("eu-west",))
+            (endpoint,) = await runtime.apply(gateway)
+            team = sdk(endpoint, api_key="a" * 40, default_headers={"X-Model": "mistral/mistral-small"})
+            for _ in range(2):
+                await team.chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+                seen = fake.last_post("mistral")
+                assert seen.headers["authorization"] == f"Bearer {fake_key('mistral')}"
+                assert "a" * 40 not in repr(seen.headers)
+            with pytest.raises(openai.RateLimitError):  # two a minute, per W&B entity
+                await team.chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+            other = sdk(endpoint, api_key="b" * 40, default_headers={"X-Model": "mistral/mistral-small"})
+            await other.chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+            with pytest.raises(openai.AuthenticationError):
+                await sdk(endpoint, api_key="d" * 40).chat.completions.create(model="mistral/x", messages=HELLO)  # type: ignore[arg-type]
+            # The default gateway counts its own callers (here by address): the W&B gateway's count nothing there.
+            default = sdk(f"{url}/v1")
+            for _ in range(2):
+                await default.chat.completions.create(model="mistral/mistral-small", messages=HELLO)  # type: ignore[arg-type]
+            await runtime.remove(gateway.id)  # the queued usage is sent as the gateway closes
+        entities = sorted(r["entity"] for r in wandb.records)
+        assert entities == ["ml-team", "ml-team", "other-team"]
+        assert {(r["gateway_id"], r["provider"], r["total_tokens"]) for r in wandb.records} == {
+            (gateway.id, "mistral", 18)
+        }
+    finally:
+        await wandb.stop()
+
+
+async def test_a_wandb_gateway_waits_for_its_server(fake: FakeProviders) -> None:
+    wandb = FakeWandb()
+    await wandb.start()
+    url = wandb.url
+    await wandb.stop()
+    async with gateways(fake) as (_, runtime):
+        gateway = spec(auth="wandb", wandb=WandbAuth("c" * 40, url))
+        with pytest.raises(GatewayUnavailable) as caught:
+            await runtime.apply(gateway)
+        assert caught.value.reason == "AuthServerUnreachable"
+        assert gateway.id not in runtime.table.by_id
 
 
 def _fields(gateway: GatewaySpec) -> dict[str, Any]:

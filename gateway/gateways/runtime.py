@@ -224,7 +224,25 @@ class GatewayRuntime:
         return Plane(spec, app, closers, self.drain_timeout)
 
     async def _wandb(self, spec: GatewaySpec, closers: list[Closer]) -> tuple[list[Middleware], Limits | None]:
-        raise ValueError("weightsAndBiasesAuth is not available in this build of polyrelay.")
+        """The W&B key check (its server must answer first), usage reports and per-entity limits."""
+        from .usage import UsageMiddleware
+        from .wandb import WandbAuthMiddleware, WandbVerifier, usage_reporter
+
+        wandb = spec.wandb
+        if wandb is None:
+            raise ValueError("weightsAndBiasesAuth needs its apiKey and serverUrl.")
+        http = self.shared.http
+        verifier = WandbVerifier(wandb, http)
+        await verifier.check()  # GatewayUnavailable while the server does not answer
+        auth = [Middleware(WandbAuthMiddleware, verifier=verifier)]
+        if wandb.enable_usage_reports:
+            metrics = self.shared.telemetry.metrics
+            dropped = metrics.wandb_usage_dropped if metrics is not None else None
+            reporter = usage_reporter(wandb, spec.id, http, dropped=dropped)
+            await reporter.start()
+            closers.append(reporter.close)
+            auth.append(Middleware(UsageMiddleware, reporter=reporter))
+        return auth, self._limits(spec) if wandb.enable_rate_limiting else None
 
     def _limits(self, spec: GatewaySpec) -> Limits | None:
         """The process's limit rules over counters of this gateway's own (``None``: none configured)."""
