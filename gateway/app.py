@@ -188,6 +188,15 @@ def create_app(settings: Settings) -> Starlette:
                 read_timeout=settings.server_read_timeout,
             )
         )
+    # -- Gateway resources (GATEWAYS_ENABLED): the management API on GATEWAYS_PORT, its store, and the
+    # reconciler that drives the gateways' data planes (``runtime``) in this process.
+    gateways = None
+    if settings.gateways_enabled:
+        from .gateways.service import Gateways, NoDataPlanes
+
+        runtime = NoDataPlanes()
+        gateways = Gateways.from_settings(settings, runtime, keys=ApiKeys(settings.auth_api_keys), oidc=oidc)
+    # -- end of gateway resources
     # Next to /health, once the verifier exists: readiness waits for its keys.
     routes.insert(1, Route("/ready", Readiness(http, oidc, mcp, settings.aliases, limits).handle, methods=["GET"]))
 
@@ -197,6 +206,8 @@ def create_app(settings: Settings) -> Starlette:
         await http.start()
         if oidc is not None:
             await oidc.start()
+        if gateways is not None:
+            await gateways.start()
         if not settings.auth_enabled and not _is_loopback(settings.server_host):
             log.warning(
                 "Authentication is off and the gateway listens on %s: anyone who reaches it can spend your "
@@ -211,6 +222,8 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            if gateways is not None:
+                await gateways.close()
             await mcp.close()
             if oidc is not None:
                 await oidc.close()
