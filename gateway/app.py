@@ -19,12 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .auth import ApiKeys
 from .plane import Shared, data_plane, process_auth
 from .readiness import Readiness
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .gateways.runtime import GatewayRuntime
+    from .gateways.service import Gateways
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -48,15 +50,20 @@ def create_app(settings: Settings) -> Starlette:
     ]
     outer: list[Middleware] = []
 
-    # -- Gateway resources (GATEWAYS_ENABLED): each gateway's data plane, built by ``data_plane`` like
-    # this one; the dispatch in front sends /gateways/{id}/... and their hosts to them. Off: not installed.
+    # -- Gateway resources (GATEWAYS_ENABLED): the management API on GATEWAYS_PORT, its store, and the
+    # reconciler that drives the gateways' data planes in this process (``runtime``: each built by
+    # ``data_plane`` like this one; the dispatch in front sends /gateways/{id}/... and their hosts to
+    # them). Off: none of it is built, not even the dispatch.
     runtime: GatewayRuntime | None = None
+    gateways: Gateways | None = None
     if settings.gateways_enabled:
         from .gateways.dispatch import Dispatch
         from .gateways.runtime import GatewayRuntime
+        from .gateways.service import Gateways
 
         runtime = GatewayRuntime(settings, shared)
         outer.append(Middleware(Dispatch, table=runtime.table))
+        gateways = Gateways.from_settings(settings, runtime, keys=ApiKeys(settings.auth_api_keys), oidc=oidc)
     # -- end of gateway resources
 
     @asynccontextmanager
@@ -65,6 +72,8 @@ def create_app(settings: Settings) -> Starlette:
         await http.start()
         if oidc is not None:
             await oidc.start()
+        if gateways is not None:
+            await gateways.start()
         if not settings.auth_enabled and not _is_loopback(settings.server_host):
             log.warning(
                 "Authentication is off and the gateway listens on %s: anyone who reaches it can spend your "
@@ -79,6 +88,8 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            if gateways is not None:
+                await gateways.close()
             if runtime is not None:
                 await runtime.close()
             await mcp.close()
@@ -92,7 +103,8 @@ def create_app(settings: Settings) -> Starlette:
     app = data_plane(
         settings, shared, auth=process_auth(settings, shared), limits=limits, head=head, outer=outer, lifespan=lifespan
     )
-    app.state.gateways = runtime  # the reconciler's handle on this process's gateway data planes
+    app.state.gateways = runtime  # this process's gateway data planes (the reconciler drives them)
+    app.state.gateway_service = gateways
     return app
 
 

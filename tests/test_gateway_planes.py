@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from gateway.server import GatewayServer, uvicorn_config
 
 from .fake_wandb import FakeWandb
 from .fakes import FakeProviders, fake_key
+from .processes import free_port
 
 HELLO = [{"role": "user", "content": "hello there friend"}]
 CALLER_KEY = "pr-caller-key-0123456789abcdef"
@@ -35,7 +37,24 @@ async def gateways(fake: FakeProviders, **env: str) -> AsyncIterator[tuple[str, 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    settings = Settings.load({**fake.env(), **ZONES, "GATEWAYS_ENABLED": "true", "SERVER_PORT": str(port), **env})
+    with tempfile.TemporaryDirectory() as directory:
+        settings = Settings.load(
+            {
+                **fake.env(),
+                **ZONES,
+                "GATEWAYS_ENABLED": "true",
+                "SERVER_PORT": str(port),
+                "GATEWAYS_PORT": str(free_port()),
+                "GATEWAYS_DATABASE_URL": f"sqlite:///{directory}/gateways.db",
+                **env,
+            }
+        )
+        async with _serving(settings, sock) as runtime:
+            yield f"http://127.0.0.1:{port}", runtime
+
+
+@asynccontextmanager
+async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[GatewayRuntime]:
     app = create_app(settings)
     server = GatewayServer(uvicorn_config(settings, app, log_level="warning", loop="none"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -44,7 +63,7 @@ async def gateways(fake: FakeProviders, **env: str) -> AsyncIterator[tuple[str, 
             task.result()
         await asyncio.sleep(0.005)
     try:
-        yield f"http://127.0.0.1:{port}", app.state.gateways
+        yield app.state.gateways
     finally:
         server.should_exit = True
         await task

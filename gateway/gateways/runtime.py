@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -44,7 +43,6 @@ __all__ = ["GatewayRuntime", "Plane", "RoutingTable"]
 
 log = logging.getLogger("polyrelay")
 
-_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 _CUT_GRACE = 2.0  # after a plane's drain deadline, how long the cut requests get to write their end
 _KEYS_CACHED = 4096
 
@@ -134,7 +132,7 @@ class GatewayRuntime:
         self.shared = shared
         self.table = RoutingTable()
         self.drain_timeout = settings.server_drain_timeout or 30.0
-        self.base_url = settings.gateways_public_url.rstrip("/") or _own_address(settings)
+        self.base_url = settings.gateways_public_base
         self._retiring: set[asyncio.Task[None]] = set()
 
     def zones(self) -> tuple[str, ...]:
@@ -285,13 +283,3 @@ class _GatewayCounters:
 
 def _gone(gateway_id: str) -> NotFound:
     return NotFound(f"The gateway '{gateway_id}' is being deleted and takes no new requests.", code="gateway_not_found")
-
-
-def _own_address(settings: Settings) -> str:
-    scheme = "https" if settings.server_tls_cert_path else "http"
-    host = settings.server_host
-    if host in _WILDCARDS:
-        host = socket.gethostname()
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{settings.server_port}"
