@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,53 +18,20 @@ import pytest
 from gateway import Settings, create_app
 from gateway.gateways.runtime import GatewayRuntime
 from gateway.gateways.spec import GatewaySpec, GatewayUnavailable, WandbAuth
-from gateway.server import GatewayServer, uvicorn_config
 
+from .data_planes import serve_gateways
 from .fake_wandb import FakeWandb
 from .fakes import FakeProviders, fake_key
-from .processes import free_port
 
 HELLO = [{"role": "user", "content": "hello there friend"}]
 CALLER_KEY = "pr-caller-key-0123456789abcdef"
-ZONES = {"MISTRAL_ZONE": "eu-west", "OPENAI_ZONE": "US-East"}  # any case: zones are lower-cased
 
 
 @asynccontextmanager
 async def gateways(fake: FakeProviders, **env: str) -> AsyncIterator[tuple[str, GatewayRuntime]]:
     """A gateway with gateway resources on, on a free port (its own address makes the endpoints)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as directory:
-        settings = Settings.load(
-            {
-                **fake.env(),
-                **ZONES,
-                "GATEWAYS_ENABLED": "true",
-                "SERVER_PORT": str(port),
-                "GATEWAYS_PORT": str(free_port()),
-                "GATEWAYS_DATABASE_URL": f"sqlite:///{directory}/gateways.db",
-                **env,
-            }
-        )
-        async with _serving(settings, sock) as runtime:
-            yield f"http://127.0.0.1:{port}", runtime
-
-
-@asynccontextmanager
-async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[GatewayRuntime]:
-    app = create_app(settings)
-    server = GatewayServer(uvicorn_config(settings, app, log_level="warning", loop="none"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
-    try:
-        yield app.state.gateways
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_gateways(fake, **env) as served:
+        yield served.url, served.runtime
 
 
 def spec(**fields: Any) -> GatewaySpec:
