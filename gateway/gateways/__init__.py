@@ -8,5 +8,9 @@ every replica applies. The pieces:
   other pieces).
 - the store, the reconciler (applies the store to this process, records status) and the management
   API (its own port, CoreWeave's error shape);
-- the runtime: one data plane per gateway, reached at ``/gateways/{id}/v1/...`` or on its extra hosts.
+- the runtime: one data plane per gateway, reached at ``/gateways/{id}/v1/...`` or on its extra hosts:
+  ``runtime`` (``GatewayRuntime``: apply, swap, remove and drain; each plane built by
+  ``gateway.plane.data_plane``, the default gateway's code), ``dispatch`` (the outermost ASGI piece
+  that picks the plane), ``zones`` (the providers a gateway with zones may use), ``wandb`` (its W&B
+  key check and usage reporter) and ``usage`` (the middleware handing each answer's usage to it).
 """
