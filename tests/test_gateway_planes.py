@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,9 +17,10 @@ import httpx
 import openai
 import pytest
 
-from gateway import Settings, create_app
+from gateway import Settings, SettingsError, create_app
 from gateway.gateways.runtime import GatewayRuntime
 from gateway.gateways.spec import GatewaySpec, GatewayUnavailable, WandbAuth
+from gateway.gateways.zones import provider_zones
 
 from .data_planes import serve_gateways
 from .fake_wandb import FakeWandb
@@ -206,7 +209,10 @@ async def test_remove_cuts_a_stream_still_open_at_the_drain_deadline(fake: FakeP
         assert '"code":"shutting_down"' in rest[-2]
 
 
-async def test_coreweave_auth_takes_the_process_credentials_and_none_reaches_a_provider(fake: FakeProviders) -> None:
+async def test_coreweave_auth_takes_the_process_credentials_and_none_reaches_a_provider(
+    fake: FakeProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="polyrelay")
     digest = hashlib.sha256(CALLER_KEY.encode()).hexdigest()
     async with gateways(fake, AUTH_ENABLED="true", AUTH_API_KEYS=f"team:{digest}") as (_url, runtime):
         (endpoint,) = await runtime.apply(spec(auth="coreweave"))
@@ -224,6 +230,7 @@ async def test_coreweave_auth_takes_the_process_credentials_and_none_reaches_a_p
         assert CALLER_KEY not in repr(seen.headers) and CALLER_KEY.encode() not in seen.body
         received = answer.content + repr(answer.headers).encode()
         assert fake_key("openai").encode() not in received  # the fake quoted it; the gateway masked it
+    assert CALLER_KEY not in caplog.text and fake_key("openai") not in caplog.text
 
 
 async def test_a_wandb_gateway_admits_wandb_keys_limits_per_entity_and_reports_usage(fake: FakeProviders) -> None:
@@ -279,3 +286,24 @@ async def test_a_wandb_gateway_waits_for_its_server(fake: FakeProviders) -> None
 
 def _fields(gateway: GatewaySpec) -> dict[str, Any]:
     return {name: getattr(gateway, name) for name in GatewaySpec.__dataclass_fields__}
+
+
+def test_a_provider_zone_comes_from_its_entry_the_environment_or_the_config_file(tmp_path: Path) -> None:
+    registry = tmp_path / "providers.yaml"
+    registry.write_text(
+        "providers:\n"
+        "  openai: {url: 'https://api.openai.com/v1', zone: US-East}\n"
+        "  mistral: {url: 'https://api.mistral.ai/v1'}\n"
+    )
+    env = {"PROVIDERS_REGISTRY": str(registry), "OPENAI_API_KEY": "k", "MISTRAL_API_KEY": "k"}
+    assert Settings.load(env).providers["openai"].zone == "us-east"
+    assert Settings.load(env).providers["mistral"].zone == ""
+    assert Settings.load({**env, "OPENAI_ZONE": "EU-West"}).providers["openai"].zone == "eu-west"
+    config = tmp_path / "gateway.yaml"
+    config.write_text("providers:\n  mistral: {zone: eu-west}\n")
+    settings = Settings.load(env, config)
+    assert settings.providers["mistral"].zone == "eu-west"
+    assert provider_zones(settings.providers) == ("eu-west", "us-east")
+    config.write_text("providers:\n  mistral: {region: eu-west}\n")
+    with pytest.raises(SettingsError, match=r"providers\.mistral\.region is unknown; use api_url, api_key or zone"):
+        Settings.load(env, config)

@@ -174,8 +174,8 @@ class GatewayRuntime:
         self.table.by_id, self.table.by_host = {}, {}
         for plane in planes:
             plane.closing = True
-            for close in plane.closers:
-                await close()
+        # At once: each closer is bounded (a usage reporter flushes for at most a few seconds).
+        await asyncio.gather(*(close() for plane in planes for close in plane.closers), return_exceptions=True)
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
