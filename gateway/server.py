@@ -404,6 +404,20 @@ class PortError(OSError):
     """A side server could not listen: start-up stops, naming the setting to change."""
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn's server without the lines it logs as the process's own (started, finished)."""
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if not self.config.loaded:
+            self.config.load()
+        self.lifespan = self.config.lifespan_class(self.config)
+        await self.startup(sockets=sockets)
+        if not self.should_exit:
+            await self.main_loop()
+        if self.started:
+            await self.shutdown(sockets=sockets)
+
+
 class SideServer:
     """An ASGI app served on its own port by the event loop of the data plane, with the same head
     limits, TLS and idle timeout; started and stopped by the data plane's lifespan (as the metrics
@@ -433,7 +447,7 @@ class SideServer:
             access_log=False,
             log_config=None,
         )
-        self.server = uvicorn.Server(self.config)
+        self.server = _QuietServer(self.config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -11,14 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import pytest_asyncio
+import yaml
 
 from gateway.gateways.service import Gateways
 
 from .gateways_runtime import BASE, RecordingRuntime, management, wait_for_status
 
 WANDB_KEY = "wandb-local-0123456789abcdef"
+COMPONENTS = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())["components"]
+
+
+def conforms(document: Any, schema: str) -> None:
+    """``document`` is what openapi.yaml's ``schema`` declares."""
+    jsonschema.validate(document, {"$ref": f"#/components/schemas/{schema}", "components": COMPONENTS})
 
 
 def spec(**fields: Any) -> dict[str, Any]:
@@ -49,6 +57,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def assert_error(answer: httpx.Response, status: int, fragment: str) -> None:
     assert answer.status_code == status, answer.text
     document = answer.json()
+    conforms(document, "CoreWeaveError")
     assert set(document) == {"code", "message", "details"}
     assert document["code"] == status and document["details"] == []
     assert fragment in document["message"], document["message"]
@@ -67,8 +76,10 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
         headerBasedRouting={"headerName": "X-Model"},
         endpointConfiguration={"additionalDns": ["EU.Inference.Example.com"]},
     )
+    conforms(body, "GatewayRequest")
     created = await http.post(f"{url}{BASE}", json=body)
     assert created.status_code == 200, created.text
+    conforms(created.json(), "GatewayAnswer")
     gateway = created.json()["gateway"]
     assert set(created.json()) == {"gateway"} and set(gateway) == {"spec", "status"}
     gateway_id = gateway["spec"]["id"]
@@ -94,6 +105,7 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
     assert set(status["conditions"][0]) == {"type", "lastUpdateTime", "reason", "message", "zone", "status"}
 
     ready = await wait_for_status(http, url, gateway_id, "STATUS_READY")
+    conforms({"gateway": ready}, "GatewayAnswer")
     assert ready["status"]["endpoints"] == [
         f"http://dp.test/gateways/{gateway_id}/v1",
         "https://eu.inference.example.com/v1",
@@ -103,6 +115,7 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
     assert applied.wandb is not None and applied.wandb.api_key == WANDB_KEY  # the runtime has the key whole
     assert applied.routing == "header" and applied.header_name == "X-Model" and applied.zones == ("eu-west",)
 
+    conforms((await http.get(f"{url}{BASE}")).json(), "GatewayList")
     listed = (await http.get(f"{url}{BASE}")).json()["gateways"]
     assert gateway_id in [g["spec"]["id"] for g in listed]
     assert WANDB_KEY not in (await http.get(f"{url}{BASE}")).text
@@ -188,6 +201,7 @@ async def test_parameters_list_the_runtimes_zones(
 ) -> None:
     url, _, _ = api
     answer = await http.get(f"{url}{BASE}/parameters")
+    conforms(answer.json(), "GatewayParameters")
     assert answer.json() == {"zones": ["eu-west", "on-prem", "us-east"]}
 
 

@@ -55,14 +55,17 @@ def sdk(endpoint: str, model: str = "mistral/mistral-small") -> openai.AsyncOpen
     return openai.AsyncOpenAI(base_url=endpoint, api_key=CALLER_KEY, max_retries=0, default_headers={"X-Model": model})
 
 
-async def until_refused(client: openai.AsyncOpenAI, timeout: float = 5.0) -> openai.NotFoundError:
-    """Call until the gateway answers 404 (deleted), as a client would see it happen."""
+async def until_refused(client: openai.AsyncOpenAI, timeout: float = 5.0) -> tuple[openai.NotFoundError, int]:
+    """Call until the gateway answers 404 (deleted), as a client would see it happen; also how many
+    calls were answered before (the deletion is applied a moment after it is recorded)."""
     deadline = time.monotonic() + timeout
+    answered = 0
     while True:
         try:
             await client.chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+            answered += 1
         except openai.NotFoundError as refused:
-            return refused
+            return refused, answered
         assert time.monotonic() < deadline, "the deleted gateway still serves"
         await asyncio.sleep(0.05)
 
@@ -104,7 +107,7 @@ async def test_create_poll_call_delete_and_refused(fake: FakeProviders, wandb: F
 
         deleted = await http.delete(f"{served.management}{BASE}/{gateway_id}")
         assert deleted.status_code == 200
-        refused = await until_refused(client)
+        refused, late = await until_refused(client)
         assert refused.code == "gateway_not_found"
         for _ in range(100):  # the row goes once the data plane has drained
             if (await http.get(f"{served.management}{BASE}/{gateway_id}")).status_code == 404:
@@ -112,9 +115,10 @@ async def test_create_poll_call_delete_and_refused(fake: FakeProviders, wandb: F
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the deleted gateway is still listed")
-    # Its usage went to the W&B server as the gateway closed, under the caller's entity: the answer's
+    # Its usage went to the W&B server as the gateway closed, under the caller's entity: each answer's
     # (the stream reported none: Mistral's stream carries no usage here).
-    assert [(r["entity"], r["gateway_id"], r["total_tokens"]) for r in wandb.records] == [("ml-team", gateway_id, 18)]
+    records = [(r["entity"], r["gateway_id"], r["total_tokens"]) for r in wandb.records]
+    assert records == [("ml-team", gateway_id, 18)] * (1 + late)
 
 
 async def test_two_replicas_sharing_postgresql(fake: FakeProviders, wandb: FakeWandb) -> None:

@@ -140,9 +140,17 @@ class Reconciler:
             endpoints = await self.runtime.apply(record.spec)
         except GatewayUnavailable as exc:
             reason, message = exc.reason, exc.message
-            log.warning("gateways: %s cannot serve yet: %s: %s", gateway_id, reason, message)
+            # Once per spell of one reason; the retries of a long one would flood the log.
+            again = retry is not None and retry.reason == reason
+            log.log(
+                logging.DEBUG if again else logging.WARNING,
+                "gateways: %s cannot serve yet: %s: %s",
+                gateway_id,
+                reason,
+                message,
+            )
             await self._record(record, lambda s, at: lifecycle.errored(s, reason, message, at))
-            self._retry(gateway_id, generation)
+            self._retry(gateway_id, generation, reason)
             return
         except ValueError as exc:
             problem = str(exc)
@@ -180,14 +188,15 @@ class Reconciler:
 
     # -- retries ----------------------------------------------------------------------------------
 
-    def _retry(self, gateway_id: str, generation: int = 0) -> None:
+    def _retry(self, gateway_id: str, generation: int = 0, reason: str = "") -> None:
         previous = self._retries.pop(gateway_id, None)
         attempts = 0
         if previous is not None:
             previous.timer.cancel()
             attempts = previous.attempts
         delay = min(LAST_RETRY, self.first_retry * 2**attempts)
-        retry = _Retry(attempts + 1, generation, asyncio.get_running_loop().call_later(delay, self._due, gateway_id))
+        timer = asyncio.get_running_loop().call_later(delay, self._due, gateway_id)
+        retry = _Retry(attempts + 1, generation, timer, reason)
         self._retries[gateway_id] = retry
 
     def _due(self, gateway_id: str) -> None:
@@ -211,6 +220,7 @@ class _Retry:
     attempts: int
     generation: int  # what failed to apply (0: a store failure, retried whatever the generation)
     timer: asyncio.TimerHandle
+    reason: str = ""  # the GatewayUnavailable's, if that was the failure
     due: bool = False
 
 

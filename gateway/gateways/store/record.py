@@ -43,6 +43,8 @@ def precise(moment: datetime) -> str:
 
 
 def to_row(record: Record, updated_at: datetime) -> Row:
+    """The row written at ``updated_at``; its ``created_at`` (the list's order, to the microsecond)
+    is used by an insert only: an update leaves the stored one."""
     status = render_status(record.status)
     status["generation"] = record.status.generation
     spec = record.spec
@@ -52,7 +54,7 @@ def to_row(record: Record, updated_at: datetime) -> Row:
         orjson.dumps(render_spec(spec, reveal=True)).decode(),
         orjson.dumps(status).decode(),
         record.revision,
-        record.status.created_at,
+        precise(updated_at),
         precise(updated_at),
     )
 
