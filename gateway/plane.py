@@ -128,11 +128,13 @@ def data_plane(
     head: Sequence[BaseRoute] = (),
     outer: Sequence[Middleware] = (),
     lifespan: Callable[[Starlette], Any] | None = None,
+    mounted: bool = False,
 ) -> Starlette:
     """The routes of ``settings`` (its providers, routing strategy, policy) behind ``auth`` and
     ``limits``; ``head`` routes come first (the default gateway's probes), ``outer`` middleware
     wraps everything (the default gateway's dispatch to the gateway resources). ``auth`` is the
-    authentication middleware (none when off) and any that must see the caller it records."""
+    authentication middleware (none when off) and any that must see the caller it records;
+    ``mounted``: a gateway resource's plane, reached under ``/gateways/{id}`` (for its logs)."""
     http, options, telemetry, mcp = shared.http, shared.options, shared.telemetry, shared.mcp
     adapters = {p.id: build_adapter(p, shared.clients[p.id], options) for p in settings.configured_providers}
     policy = ModelPolicy(settings.allowed_models, settings.disallowed_models, providers=settings.providers)
@@ -202,7 +204,7 @@ def data_plane(
     for route in routes:
         if isinstance(route, Route):
             templates.setdefault(route.endpoint, _CONVERTED.sub(r"{\1}", route.path))  # {model:path} -> {model}
-    middleware = [*outer, Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates)]
+    middleware = [*outer, Middleware(TelemetryMiddleware, telemetry=telemetry, routes=templates, mounted=mounted)]
     if settings.cors_allowed_origins:
         middleware.append(
             Middleware(

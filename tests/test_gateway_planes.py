@@ -45,7 +45,10 @@ def sdk(base_url: str, api_key: str = "not-checked", **options: Any) -> openai.A
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, **options)
 
 
-async def test_a_header_routed_gateway_serves_chat_and_streams_at_its_endpoint(fake: FakeProviders) -> None:
+async def test_a_header_routed_gateway_serves_chat_and_streams_at_its_endpoint(
+    fake: FakeProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     async with gateways(fake) as (url, runtime):
         gateway = spec(routing="header", header_name="X-Target-Model")
         endpoints = await runtime.apply(gateway)
@@ -58,6 +61,8 @@ async def test_a_header_routed_gateway_serves_chat_and_streams_at_its_endpoint(f
         stream = await client.chat.completions.create(model="x", messages=HELLO, stream=True)  # type: ignore[arg-type]
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == "You said: hello there friend"
+        # The request log names the path the client called.
+        assert f"POST /gateways/{gateway.id}/v1/chat/completions 200" in caplog.text
         # The default gateway keeps its body routing: the same header changes nothing there.
         default = sdk(f"{url}/v1", default_headers={"X-Target-Model": "openai/gpt-4o"})
         await default.chat.completions.create(model="mistral/mistral-small", messages=HELLO)  # type: ignore[arg-type]

@@ -218,7 +218,7 @@ class GatewayRuntime:
             limits = self._limits(spec)
         else:
             auth, limits = await self._wandb(spec, closers)
-        app = data_plane(derived, shared, auth=auth, limits=limits)
+        app = data_plane(derived, shared, auth=auth, limits=limits, mounted=True)
         return Plane(spec, app, closers, self.drain_timeout)
 
     async def _wandb(self, spec: GatewaySpec, closers: list[Closer]) -> tuple[list[Middleware], Limits | None]:
