@@ -171,6 +171,26 @@ async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
     assert_error(await http.patch(f"{url}{BASE}/{gateway_id}", json={**changed, "id": other_id}), 400, "differs")
 
 
+async def test_a_failed_gateway_is_applied_anew_by_the_same_spec(
+    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+) -> None:
+    url, _, _ = api
+    body = spec(endpointConfiguration={"additionalDns": ["shared.example"]})
+    holder = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
+    await wait_for_status(http, url, holder, "STATUS_READY")
+    second = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
+    failed = await wait_for_status(http, url, second, "STATUS_FAILED")
+    assert "shared.example is served by the gateway" in failed["status"]["conditions"][0]["message"]
+    assert failed["status"]["endpoints"] == []
+
+    await http.delete(f"{url}{BASE}/{holder}")
+    while (await http.get(f"{url}{BASE}/{holder}")).status_code != 404:  # drained and removed
+        await asyncio.sleep(0.02)
+    answer = await http.patch(f"{url}{BASE}/{second}", json=body)
+    assert answer.json()["gateway"]["status"]["status"] == "STATUS_UPDATING"
+    await wait_for_status(http, url, second, "STATUS_READY")
+
+
 async def test_a_duplicate_id_is_409(api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient) -> None:
     url, _, _ = api
     gateway_id = str(uuid.uuid4()).upper()
