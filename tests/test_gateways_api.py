@@ -4,6 +4,7 @@ every validation rule, the status lifecycle, and the errors in ``{"code", "messa
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -64,8 +65,9 @@ def assert_error(answer: httpx.Response, status: int, fragment: str) -> None:
 
 
 async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     url, _, runtime = api
     body = spec(
         name="eu-team",
@@ -130,6 +132,7 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
         await asyncio.sleep(0.02)
     assert_error(await http.get(f"{url}{BASE}/{gateway_id}"), 404, gateway_id)
     assert gateway_id not in runtime.specs and gateway_id in runtime.removed
+    assert "eu-team" in caplog.text and WANDB_KEY not in caplog.text  # logged, without the key
 
 
 async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
