@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .gateways import cli as gateways_cli
 from .settings import Settings, SettingsError
@@ -42,13 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, gateways_environ: Mapping[str, str] | None = None) -> int:
+    """``gateways_environ``: what ``polyrelay gateways`` reads its URL and token from (default the
+    process's environment)."""
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "new-key":
         return _new_key(args.name, args.models, args.role or "")
     if command == "gateways":
-        return gateways_cli.run(args, os.environ)
+        return gateways_cli.run(args, os.environ if gateways_environ is None else gateways_environ)
     environ = dict(os.environ)
     if getattr(args, "host", None):
         environ["SERVER_HOST"] = args.host

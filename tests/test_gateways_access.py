@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from gateway.__main__ import main
 from gateway.settings import Settings, SettingsError
 
 from .conftest import GatewayFactory
@@ -165,3 +167,19 @@ def test_api_keys_keep_their_old_form_and_gain_a_role() -> None:
         ("c", ("openai/x", "y"), "viewer"),
         ("d", (), "admin"),
     ]
+
+
+def test_a_role_in_the_config_file_and_from_new_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"auth:\n  api_keys:\n    - {{name: ops, sha256: {sha('k')}, role: admin}}\n")
+    assert Settings.load({}, config).auth_api_keys[0].role == "admin"
+    config.write_text(f"auth:\n  api_keys:\n    - {{name: ops, sha256: {sha('k')}, role: root}}\n")
+    with pytest.raises(SettingsError, match="role 'root' is not admin or viewer"):
+        Settings.load({}, config)
+
+    assert main(["new-key", "dash", "--role", "viewer"]) == 0
+    printed = capsys.readouterr().out
+    key = printed.split("it is not stored anywhere): ", 1)[1].split()[0]
+    variable = printed.split("AUTH_API_KEYS=", 1)[1].split()[0]
+    (parsed,) = Settings.load({"AUTH_API_KEYS": variable}).auth_api_keys
+    assert (parsed.name, parsed.role, parsed.sha256) == ("dash", "viewer", sha(key))

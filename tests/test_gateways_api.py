@@ -4,6 +4,7 @@ every validation rule, the status lifecycle, and the errors in ``{"code", "messa
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -64,8 +65,9 @@ def assert_error(answer: httpx.Response, status: int, fragment: str) -> None:
 
 
 async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     url, _, runtime = api
     body = spec(
         name="eu-team",
@@ -130,6 +132,7 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
         await asyncio.sleep(0.02)
     assert_error(await http.get(f"{url}{BASE}/{gateway_id}"), 404, gateway_id)
     assert gateway_id not in runtime.specs and gateway_id in runtime.removed
+    assert "eu-team" in caplog.text and WANDB_KEY not in caplog.text  # logged, without the key
 
 
 async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
@@ -169,6 +172,26 @@ async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
     )  # the body's id differs, but the path's gateway does not exist
     other_id = str(uuid.uuid4())
     assert_error(await http.patch(f"{url}{BASE}/{gateway_id}", json={**changed, "id": other_id}), 400, "differs")
+
+
+async def test_a_failed_gateway_is_applied_anew_by_the_same_spec(
+    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+) -> None:
+    url, _, _ = api
+    body = spec(endpointConfiguration={"additionalDns": ["shared.example"]})
+    holder = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
+    await wait_for_status(http, url, holder, "STATUS_READY")
+    second = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
+    failed = await wait_for_status(http, url, second, "STATUS_FAILED")
+    assert "shared.example is served by the gateway" in failed["status"]["conditions"][0]["message"]
+    assert failed["status"]["endpoints"] == []
+
+    await http.delete(f"{url}{BASE}/{holder}")
+    while (await http.get(f"{url}{BASE}/{holder}")).status_code != 404:  # drained and removed
+        await asyncio.sleep(0.02)
+    answer = await http.patch(f"{url}{BASE}/{second}", json=body)
+    assert answer.json()["gateway"]["status"]["status"] == "STATUS_UPDATING"
+    await wait_for_status(http, url, second, "STATUS_READY")
 
 
 async def test_a_duplicate_id_is_409(api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient) -> None:

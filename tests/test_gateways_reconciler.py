@@ -115,7 +115,7 @@ async def test_a_refused_spec_fails_for_good_until_a_patch(store: Store) -> None
         assert runtime.applies.count(second.id) == attempts  # terminal: not retried
         assert second.id not in runtime.specs
 
-        await patch(store, replace(second, additional_dns=("b.example",)))
+        await patch(store, replace(second, additional_dns=("b.example",)))  # what the API does on a PATCH
         await eventually(status_is(store, second.id, "STATUS_READY"), "the patched one never ready")
         assert runtime.specs[second.id].additional_dns == ("b.example",)
     finally:

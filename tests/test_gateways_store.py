@@ -187,6 +187,13 @@ async def test_a_sqlite_database_of_the_first_schema_is_migrated(tmp_path: Path)
     await again.close()
 
 
+async def test_a_new_sqlite_file_is_its_owners_alone(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/deeper/gateways.db")
+    await store.open()
+    await store.close()
+    assert (tmp_path / "deeper" / "gateways.db").stat().st_mode & 0o777 == 0o600
+
+
 async def test_a_postgres_database_of_the_first_schema_is_migrated(postgres: PostgresServer) -> None:
     import asyncpg
 

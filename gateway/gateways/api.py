@@ -97,8 +97,8 @@ class ManagementAPI:
                 gateway_id=gateway_id,
                 stored=current.spec,
             )
-            if spec == current.spec:
-                return None  # nothing to apply: no new generation
+            if spec == current.spec and current.status.status != "STATUS_FAILED":
+                return None  # nothing to apply: no new generation (a failed one is tried again)
             return Record(spec, lifecycle.updating(current.status, seconds(now())), current.revision)
 
         record = await self.store.update(gateway_id, change, caller.organization_id)

@@ -11,6 +11,7 @@ compares everything instead.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncGenerator, Callable
@@ -81,6 +82,8 @@ class SQLiteStore(Store):
         try:
             if self.path.parent != Path():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            # It holds W&B keys: made readable by its owner only (SQLite gives -wal and -shm the same mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a committed change survives a power cut
@@ -88,7 +91,7 @@ class SQLiteStore(Store):
             self._db = db
             self._migrate(db)
             self._seen = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM gateway_changes").fetchone()[0])
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"Cannot open the gateways database {self.path}: {exc}.") from exc
 
     def _migrate(self, db: sqlite3.Connection) -> None:
