@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -312,3 +313,25 @@ def test_a_provider_zone_comes_from_its_entry_the_environment_or_the_config_file
     config.write_text("providers:\n  mistral: {region: eu-west}\n")
     with pytest.raises(SettingsError, match=r"providers\.mistral\.region is unknown; use api_url, api_key or zone"):
         Settings.load(env, config)
+
+
+async def test_anthropics_sdk_speaks_messages_to_a_gateway_and_hears_its_envelope(fake: FakeProviders) -> None:
+    async with gateways(fake) as (url, runtime):
+        gateway = spec(zones=("eu-west",))
+        await runtime.apply(gateway)
+        claude = anthropic.AsyncAnthropic(base_url=f"{url}/gateways/{gateway.id}", api_key="-", max_retries=0)
+        message = await claude.messages.create(
+            model="mistral/mistral-small", max_tokens=64, messages=[{"role": "user", "content": "hello there friend"}]
+        )
+        assert message.content[0].type == "text" and message.content[0].text == "You said: hello there friend"
+        with pytest.raises(anthropic.BadRequestError, match="outside this gateway's zones"):
+            await claude.messages.create(
+                model="openai/gpt-4o", max_tokens=64, messages=[{"role": "user", "content": "x"}]
+            )
+        gone = anthropic.AsyncAnthropic(base_url=f"{url}/gateways/{uuid.uuid4()}", api_key="-", max_retries=0)
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            await gone.messages.create(model="mistral/x", max_tokens=64, messages=[{"role": "user", "content": "x"}])
+        assert caught.value.body == {
+            "type": "error",
+            "error": {"type": "not_found_error", "message": caught.value.body["error"]["message"]},  # type: ignore[index]
+        }

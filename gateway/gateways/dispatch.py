@@ -60,7 +60,7 @@ class Dispatch:
                     "List the gateways with GET /v1alpha1/inference/gateways.",
                     code="gateway_not_found",
                 )
-                await error_response(error, rest)(scope, receive, send)
+                await error_response(error, slash + rest)(scope, receive, send)
                 return
             prefix = PREFIX + gateway_id
             raw: bytes = scope.get("raw_path") or path.encode()
