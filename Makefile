@@ -24,6 +24,11 @@ test-tools:
 	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq redis-server; } \
 		|| { echo "make test needs redis-server: apt-get install redis-server" >&2; exit 1; }
+# The gateways store's tests start a real PostgreSQL (Debian's package, initdb into a temporary directory).
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq postgresql; } \
+		|| { echo "make test needs PostgreSQL: apt-get install postgresql" >&2; exit 1; }
 
 run: $(BIN)/.installed
 	$(BIN)/polyrelay serve

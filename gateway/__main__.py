@@ -3,6 +3,7 @@
 polyrelay serve [--config FILE] [--host HOST] [--port PORT]   start the gateway (the default)
 polyrelay providers [--config FILE]                           the registry, and what is configured
 polyrelay check-config [--config FILE]                        validate the settings, exit 1 if bad
+polyrelay gateways list|get ID|create --file F|delete ID       the gateways management API (gateways.cli)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from .gateways import cli as gateways_cli
 from .settings import Settings, SettingsError
 
 __all__ = ["main"]
@@ -35,14 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     new_key = commands.add_parser("new-key", help="make a static API key and print how to configure it")
     new_key.add_argument("name", help="the key's name, shown in logs (letters, digits, - and _)")
     new_key.add_argument("--models", default="", help="comma list of models the key may use (default: any)")
+    new_key.add_argument("--role", choices=("admin", "viewer"), help="its role on the gateways management API")
+    gateways_cli.add_parser(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, gateways_environ: Mapping[str, str] | None = None) -> int:
+    """``gateways_environ``: what ``polyrelay gateways`` reads its URL and token from (default the
+    process's environment)."""
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "new-key":
-        return _new_key(args.name, args.models)
+        return _new_key(args.name, args.models, args.role or "")
+    if command == "gateways":
+        return gateways_cli.run(args, os.environ if gateways_environ is None else gateways_environ)
     environ = dict(os.environ)
     if getattr(args, "host", None):
         environ["SERVER_HOST"] = args.host
@@ -65,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(settings, environ)
 
 
-def _new_key(name: str, models: str) -> int:
+def _new_key(name: str, models: str, role: str = "") -> int:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         print("polyrelay: a key name is 1 to 64 letters, digits, - or _.", file=sys.stderr)
         return 1
@@ -73,10 +81,15 @@ def _new_key(name: str, models: str) -> int:
     digest = hashlib.sha256(key.encode()).hexdigest()
     listed = "|".join(m.strip() for m in models.split(",") if m.strip())
     print(f"Key (give it to the caller; it is not stored anywhere): {key}")
-    print(f"Environment:  AUTH_API_KEYS={name}:{digest}" + (f":{listed}" if listed else ""))
+    print(
+        f"Environment:  AUTH_API_KEYS={name}:{digest}"
+        + (f":{listed}" if listed or role else "")
+        + (f":{role}" if role else "")
+    )
     print(
         f"Config file:  auth: {{api_keys: [{{name: {name}, sha256: {digest}"
         + (f", models: [{', '.join(listed.split('|'))}]" if listed else "")
+        + (f", role: {role}" if role else "")
         + "}]}"
     )
     return 0

@@ -373,6 +373,7 @@ def _deployment(
         api_key=key,
         retries=provider.retries,
         max_in_flight=provider.max_in_flight,
+        zone=provider.zone,
         deployment=deployment,
     )
     known = upstreams.setdefault(named, own)

@@ -41,13 +41,15 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A verified caller: its subject (token ``sub`` or key name), how it proved it, the models
-    its credential is limited to (empty: no limit beyond the gateway's policy), and a token's
-    verified claims (which guardrail policies read)."""
+    its credential is limited to (empty: no limit beyond the gateway's policy), a token's
+    verified claims (which guardrail policies read), and an API key's role on the gateways
+    management API (a token's roles are in its claims)."""
 
     subject: str
     method: str
     models: tuple[str, ...] = ()
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    role: str = ""
 
 
 def identity_of(scope: Scope) -> Identity | None:
@@ -59,7 +61,7 @@ class ApiKeys:
     """Static keys, held as sha256 digests; a presented key is hashed and compared with every one."""
 
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._keys = [(bytes.fromhex(k.sha256), Identity(k.name, "api_key", k.models)) for k in keys]
+        self._keys = [(bytes.fromhex(k.sha256), Identity(k.name, "api_key", k.models, role=k.role)) for k in keys]
 
     def __bool__(self) -> bool:
         return bool(self._keys)

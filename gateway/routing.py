@@ -81,6 +81,8 @@ def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = 
             param=param,
             code="unknown_provider",
         )
+    if provider.withheld:
+        raise InvalidRequest(provider.withheld, param=param, code="provider_outside_zones")
     if not provider.configured:
         raise InvalidRequest(
             f"Provider '{pid}' is not configured: set {provider.spec.env_prefix}_API_KEY on the gateway.",
@@ -101,6 +103,9 @@ def resolve(
         alias = aliases[name]
         target = alias.pick()
         current().selected = (target.upstream, target.model)
+        withheld = providers[target.provider].withheld  # a gateway's zones leave it (and its deployments) out
+        if withheld:
+            raise InvalidRequest(withheld, param="model", code="provider_outside_zones")
         if alias.retries is not None:  # the alias's calls are retried as it says, not as their provider's
             retry_count.set(alias.retries)
         return aliases.upstream(target, providers), target.model

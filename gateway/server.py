@@ -30,6 +30,7 @@ import functools
 import gc
 import logging
 import math
+import os
 import resource
 import signal
 import socket
@@ -49,7 +50,15 @@ from .drain import Drain
 from .relay import ABORT_EXTENSION, DRAIN_EXTENSION, HANGUP_EXTENSION, Hangup
 from .settings import Settings
 
-__all__ = ["GatewayConfig", "GatewayProtocol", "GatewayServer", "ServerLimits", "uvicorn_config"]
+__all__ = [
+    "GatewayConfig",
+    "GatewayProtocol",
+    "GatewayServer",
+    "PortError",
+    "ServerLimits",
+    "SideServer",
+    "uvicorn_config",
+]
 
 log = logging.getLogger("polyrelay")
 
@@ -397,3 +406,86 @@ def uvicorn_config(settings: Settings, app: Any, **options: Any) -> GatewayConfi
         server_header=False,
         **options,
     )
+
+
+# -- A second app on a port of its own (the gateways management API, GATEWAYS_PORT) -----------------
+
+
+class PortError(OSError):
+    """A side server could not listen: start-up stops, naming the setting to change."""
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn's server without the lines it logs as the process's own (started, finished)."""
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if not self.config.loaded:
+            self.config.load()
+        self.lifespan = self.config.lifespan_class(self.config)
+        await self.startup(sockets=sockets)
+        if not self.should_exit:
+            await self.main_loop()
+        if self.started:
+            await self.shutdown(sockets=sockets)
+
+
+class SideServer:
+    """An ASGI app served on its own port by the event loop of the data plane, with the same head
+    limits, TLS and idle timeout; started and stopped by the data plane's lifespan (as the metrics
+    endpoint is). With several workers each binds the port with SO_REUSEPORT, and the kernel
+    spreads the connections. Signals stay with the data plane's server: uvicorn's ``_serve`` runs
+    without taking them.
+
+        side = SideServer(settings, management_app, port=8081, setting="GATEWAYS_PORT")
+        await side.start()
+        await side.stop()
+    """
+
+    def __init__(self, settings: Settings, app: Any, *, port: int, setting: str) -> None:
+        self.host = settings.server_host
+        self.port = port
+        self.setting = setting
+        self.reuse_port = settings.server_workers != 1  # the workers share it; one process owns it alone
+        self.config = GatewayConfig(
+            app,
+            limits=ServerLimits.from_settings(settings),
+            lifespan="off",
+            timeout_keep_alive=int(settings.server_idle_timeout),
+            timeout_graceful_shutdown=math.ceil(settings.server_drain_timeout) + 2,
+            ssl_certfile=settings.server_tls_cert_path or None,
+            ssl_keyfile=settings.server_tls_key_path or None,
+            server_header=False,
+            access_log=False,
+            log_config=None,
+        )
+        self.server = _QuietServer(self.config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            reason = os.strerror(exc.errno or 0)
+            raise PortError(
+                f"Cannot listen on {self.host}:{self.port} ({self.setting}={self.port}): {reason}. "
+                f"Set {self.setting} to a free port, or stop what holds this one."
+            ) from exc
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self.server._serve(sockets=[sock]), name=f"serve-{self.setting}")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise PortError(f"The server on {self.setting} stopped at start.")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self.server.should_exit = True
+            await self._task
+            self._task = None

@@ -175,31 +175,45 @@ def parse_server_headers(text: str) -> dict[str, dict[str, str]]:
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A static credential: its name, the sha256 of the key (hex), and the models it may use
-    (empty: whatever the gateway's policy allows)."""
+    """A static credential: its name, the sha256 of the key (hex), the models it may use
+    (empty: whatever the gateway's policy allows), and its role on the gateways management API
+    (``admin``, ``viewer``, or none: no access there)."""
 
     name: str
     sha256: str
     models: tuple[str, ...] = ()
+    role: str = ""
 
     def __repr__(self) -> str:
-        return f"ApiKey(name={self.name!r}, models={self.models!r})"
+        return f"ApiKey(name={self.name!r}, models={self.models!r}, role={self.role!r})"
 
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
+ROLES = ("admin", "viewer")  # of the gateways management API; admin may do what viewer may
+
+
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
-    """``name:sha256hex[:model|model...]`` entries separated by commas."""
+    """``name:sha256hex[:model|model...][:role]`` entries separated by commas; a last field that
+    is exactly ``admin`` or ``viewer`` is the key's role on the gateways management API (model
+    names may hold ``:`` themselves, as in ``ollama/llama3:8b``)."""
     keys = []
     for entry in parse_list(text):
         name, _, rest = entry.partition(":")
         digest, _, models = rest.partition(":")
         if not name or not _SHA256_HEX.match(digest.strip().lower()):
-            raise ValueError(f"entry '{name or entry[:12]}' must be name:sha256hex[:model|model...]")
+            raise ValueError(f"entry '{name or entry[:12]}' must be name:sha256hex[:model|model...][:admin|viewer]")
+        role = ""
+        head, colon, last = models.rpartition(":")
+        if last.strip() in ROLES:
+            models, role = (head if colon else ""), last.strip()
         keys.append(
             ApiKey(
-                name.strip(), digest.strip().lower(), _checked_models(m.strip() for m in models.split("|") if m.strip())
+                name.strip(),
+                digest.strip().lower(),
+                _checked_models(m.strip() for m in models.split("|") if m.strip()),
+                role,
             )
         )
     names = [k.name for k in keys]
@@ -515,7 +529,10 @@ SETTINGS: tuple[Var, ...] = (
         "auth_api_keys",
         parse_api_keys,
         "",
-        "Static keys: comma list of name:sha256hex[:model|model...] (see `polyrelay new-key`).",
+        (
+            "Static keys: comma list of name:sha256hex[:model|model...][:admin|viewer] (see `polyrelay new-key`); "
+            "the role opens the gateways management API."
+        ),
     ),
     Var(
         "ROUTING_STRATEGY",
@@ -671,6 +688,57 @@ SETTINGS: tuple[Var, ...] = (
         "",
         "Redis holding the limits' counters, shared by every process and replica (in memory when empty).",
     ),
+    # -- Gateway resources: the management API of /v1alpha1/inference/gateways (gateway/gateways/).
+    Var(
+        "GATEWAYS_ENABLED",
+        "gateways_enabled",
+        parse_bool,
+        "false",
+        (
+            "Serve the gateways management API (create, change and delete gateways at run time) on GATEWAYS_PORT, "
+            "and each gateway at /gateways/{id}/v1 and on its hosts; without AUTH_ENABLED, only on a loopback "
+            "SERVER_HOST."
+        ),
+    ),
+    Var("GATEWAYS_PORT", "gateways_port", parse_port, "8081", "Port of the gateways management API (on SERVER_HOST)."),
+    Var(
+        "GATEWAYS_DATABASE_URL",
+        "gateways_database_url",
+        str,
+        "sqlite:///gateways.db",
+        (
+            "Where gateways are kept: sqlite:///relative/path or sqlite:////absolute/path (created on first start), "
+            "or postgresql://user:password@host/db for several replicas."
+        ),
+    ),
+    Var(
+        "GATEWAYS_PUBLIC_URL",
+        "gateways_public_url",
+        str,
+        "",
+        "Base URL that gateways' status.endpoints are built from (default: the data plane's own address).",
+    ),
+    Var(
+        "GATEWAYS_ROLES_CLAIM",
+        "gateways_roles_claim",
+        str,
+        "roles",
+        "Token claim (dotted for nested, e.g. realm_access.roles) listing admin and/or viewer for the management API.",
+    ),
+    Var(
+        "GATEWAYS_ORGANIZATION_CLAIM",
+        "gateways_organization_claim",
+        str,
+        "org_id",
+        "Token claim naming the caller's organization; a caller sees and changes its organization's gateways only.",
+    ),
+    Var(
+        "GATEWAYS_DEFAULT_ORGANIZATION",
+        "gateways_default_organization",
+        str,
+        "default",
+        "Organization of API keys, of tokens without the claim, and of every caller when AUTH_ENABLED=false.",
+    ),
     Var(
         "GUARDRAILS_ENABLED",
         "guardrails_enabled",
@@ -790,6 +858,13 @@ class Settings:
     limits_fail_mode: str = "open"
     limits_identity_claim: str = ""
     redis_url: str = ""
+    gateways_enabled: bool = False
+    gateways_port: int = 8081
+    gateways_database_url: str = "sqlite:///gateways.db"
+    gateways_public_url: str = ""
+    gateways_roles_claim: str = "roles"
+    gateways_organization_claim: str = "org_id"
+    gateways_default_organization: str = "default"
     guardrails_enabled: bool = False
     guardrails_policy_dir: str = ""
     guardrails_fail_mode: str = "closed"
@@ -835,6 +910,7 @@ class Settings:
                 api_key=values.get(f"{spec.env_prefix}_API_KEY") or None,
                 retries=_provider_count(values, f"{spec.env_prefix}_RETRIES"),
                 max_in_flight=_provider_count(values, f"{spec.env_prefix}_MAX_IN_FLIGHT"),
+                zone=(values.get(f"{spec.env_prefix}_ZONE") or spec.zone).strip().lower(),
             )
             for pid, spec in registry.items()
         }
@@ -878,6 +954,8 @@ class Settings:
                 raise SettingsError("GUARDRAILS_EXTERNAL_URL must be an http(s) URL.")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+        if self.gateways_enabled:
+            self._validate_gateways()
         if self.upstream_retries < 0:
             raise SettingsError("UPSTREAM_RETRIES must be 0 (no retries) or more.")
         if self.stream_max_event_size < 1:
@@ -890,6 +968,30 @@ class Settings:
                 )
             if not provider.url.startswith(("http://", "https://")):
                 raise SettingsError(f"{provider.spec.env_prefix}_API_URL must start with http:// or https://.")
+
+    def _validate_gateways(self) -> None:
+        if not self.auth_enabled and not _is_loopback(self.server_host):
+            raise SettingsError(
+                f"GATEWAYS_ENABLED=true with AUTH_ENABLED=false serves the gateways management API to anyone who "
+                f"reaches SERVER_HOST={self.server_host}: set AUTH_ENABLED=true (admin and viewer roles), or bind "
+                "SERVER_HOST to 127.0.0.1 for local development."
+            )
+        if self.gateways_port in (self.server_port, self.telemetry_metrics_port if self.telemetry_enabled else None):
+            raise SettingsError("GATEWAYS_PORT must differ from SERVER_PORT and TELEMETRY_METRICS_PORT.")
+        if not self.gateways_database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError("GATEWAYS_DATABASE_URL must be a sqlite:///path or postgresql:// URL.")
+        if self.gateways_public_url and not self.gateways_public_url.startswith(("https://", "http://")):
+            raise SettingsError("GATEWAYS_PUBLIC_URL must be an http(s) URL.")
+
+    @property
+    def gateways_public_base(self) -> str:
+        """What gateways' endpoints start with: GATEWAYS_PUBLIC_URL, or the data plane's address."""
+        if self.gateways_public_url:
+            return self.gateways_public_url.rstrip("/")
+        scheme = "https" if self.server_tls_cert_path else "http"
+        host = "localhost" if self.server_host in ("0.0.0.0", "::", "") else self.server_host
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.server_port}"
 
     @property
     def configured_providers(self) -> list[Provider]:
@@ -1023,13 +1125,19 @@ def _yaml_limits(path: Path, section: dict[str, Any], known: set[str]) -> Iterab
 
 
 def _yaml_api_key(path: Path, entry: Any) -> str:
-    """One ``auth.api_keys`` item ({name, sha256, models}) in the variable's text form."""
+    """One ``auth.api_keys`` item ({name, sha256, models, role}) in the variable's text form."""
     if not isinstance(entry, dict) or not entry.get("name") or not entry.get("sha256"):
-        raise SettingsError(f"{path}: each auth.api_keys item needs a name and a sha256 (and optional models).")
+        raise SettingsError(
+            f"{path}: each auth.api_keys item needs a name and a sha256 (and optional models and role)."
+        )
     models = entry.get("models") or []
     if isinstance(models, str):
         models = [models]
-    return f"{entry['name']}:{entry['sha256']}:{'|'.join(str(m) for m in models)}"
+    role = str(entry.get("role") or "")
+    if role and role not in ROLES:
+        raise SettingsError(f"{path}: auth.api_keys role {role!r} is not admin or viewer.")
+    text = f"{entry['name']}:{entry['sha256']}:{'|'.join(str(m) for m in models)}"
+    return f"{text}:{role}" if role else text
 
 
 def _yaml_providers(path: Path, section: Any, registry: Mapping[str, ProviderSpec]) -> Iterable[tuple[str, str]]:
@@ -1046,5 +1154,16 @@ def _yaml_providers(path: Path, section: Any, registry: Mapping[str, ProviderSpe
                 yield f"{prefix}_API_URL", str(value)
             elif key == "api_key":
                 yield f"{prefix}_API_KEY", str(value)
+            elif key == "zone":
+                yield f"{prefix}_ZONE", str(value)
             else:
-                raise SettingsError(f"{path}: providers.{pid}.{key} is unknown; use api_url or api_key.")
+                raise SettingsError(f"{path}: providers.{pid}.{key} is unknown; use api_url, api_key or zone.")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

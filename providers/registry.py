@@ -89,6 +89,9 @@ class ProviderSpec:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     # What its models are (context window, modalities, capabilities): rules, the first matching wins.
     model_info: tuple[ModelFacts, ...] = ()
+    # Where it runs (us-east, eu-west, on-prem...), lower case; a gateway with zones routes only to
+    # providers in them. Empty: no zone (such a provider serves only gateways without zones).
+    zone: str = ""
     docs: str = ""
 
     @property
@@ -112,6 +115,10 @@ class Provider:
     # One of several deployments of this provider with a URL or key of its own (an alias target's):
     # its name, else "" for the provider as the settings configure it.
     deployment: str = ""
+    zone: str = ""  # <ID>_ZONE, else the entry's zone
+    # Why the data plane holding it does not route to it (a gateway whose zones exclude it); a
+    # withheld provider counts as not configured and is refused with this message.
+    withheld: str = ""
 
     @property
     def id(self) -> str:
@@ -124,8 +131,8 @@ class Provider:
 
     @property
     def configured(self) -> bool:
-        """Usable: it has a key, or needs none."""
-        return bool(self.api_key) or not self.spec.needs_key
+        """Usable: it has a key, or needs none, and is not withheld."""
+        return (bool(self.api_key) or not self.spec.needs_key) and not self.withheld
 
     @property
     def origin(self) -> str:
@@ -207,6 +214,7 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         "telemetry_name",
         "endpoints",
         "model_info",
+        "zone",
         "docs",
     }
     unknown = set(entry) - known
@@ -263,5 +271,6 @@ def _spec(pid: str, entry: Any, path: Path) -> ProviderSpec:
         telemetry_name=str(entry.get("telemetry_name") or pid),
         endpoints=dict(endpoints),
         model_info=model_info,
+        zone=str(entry.get("zone") or "").strip().lower(),
         docs=str(entry.get("docs", "")),
     )

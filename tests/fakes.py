@@ -243,6 +243,8 @@ class FakeProviders:
         chunks = _chunks(model, message, include_usage=usage, stopped=stopped)
         key = received_key(request) if model.startswith("leak") else None
         for index, chunk in enumerate(chunks):
+            if model == "paced" and index:  # a stream still in flight for a while (about a second)
+                await asyncio.sleep(0.15)
             # Some providers write "data:" with no space after the colon, which SSE allows.
             prefix = b"data:" if model.endswith("-tight") else b"data: "
             await write_split(response, prefix + orjson.dumps(chunk) + b"\n\n", key)

@@ -25,8 +25,21 @@ ROOT = Path(__file__).parent.parent
 
 def app_operations() -> set[tuple[str, str]]:
     app = create_app(Settings.load({"ROUTING_STRATEGY": "path", "ENABLE_IMAGES": "true"}))  # every route there is
+    return operations_of(app.routes)
+
+
+def management_operations() -> set[tuple[str, str]]:
+    """The gateways management API's, served on a port of its own (GATEWAYS_PORT)."""
+    from gateway.gateways.api import management_app
+    from gateway.gateways.service import NoDataPlanes
+    from gateway.gateways.store import open_store
+
+    return operations_of(management_app(open_store("sqlite:///unopened.db"), NoDataPlanes(), enabled=False).routes)
+
+
+def operations_of(routes: list[Any]) -> set[tuple[str, str]]:
     operations = set()
-    for route in app.routes:
+    for route in routes:
         assert isinstance(route, Route)
         path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
         # OpenAPI has no CONNECT (the proxy takes it).
@@ -34,10 +47,25 @@ def app_operations() -> set[tuple[str, str]]:
     return operations
 
 
-def test_openapi_paths_and_methods_equal_the_routes() -> None:
+def documented_operations(*, management: bool) -> set[tuple[str, str]]:
+    """openapi.yaml's operations: those of the data plane, or of the management API (the paths
+    whose ``servers`` name a port of their own)."""
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
-    documented = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
-    assert documented == app_operations()
+    return {
+        (path, method)
+        for path, item in spec["paths"].items()
+        if ("servers" in item) == management
+        for method in item
+        if method not in ("parameters", "servers")
+    }
+
+
+def test_openapi_paths_and_methods_equal_the_routes() -> None:
+    assert documented_operations(management=False) == app_operations()
+
+
+def test_openapi_management_paths_equal_the_management_routes() -> None:
+    assert documented_operations(management=True) == management_operations()
 
 
 def test_openapi_error_schema_is_the_envelope() -> None:

@@ -282,6 +282,13 @@ class Metrics(Sink):
             ("reason",),
             registry=registry,
         )
+        self.wandb_usage_dropped = counter(
+            "polyrelay_wandb_usage_dropped",
+            "W&B usage records not delivered, by gateway and reason: queue_full, rejected (the server "
+            "refused the batch), shutdown (still unsent when the gateway closed), closed.",
+            ("gateway", "reason"),
+            registry=registry,
+        )
         # The series caches: label values -> children.
         self._http: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         self._streams: dict[tuple[str, str], Any] = {}

@@ -57,10 +57,20 @@ def _new_id() -> str:
 class TelemetryMiddleware:
     """The outermost middleware: it sees every request, refused ones included (a plain ASGI class)."""
 
-    def __init__(self, app: ASGIApp, *, telemetry: Telemetry, routes: Mapping[Callable[..., object], str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        telemetry: Telemetry,
+        routes: Mapping[Callable[..., object], str],
+        mounted: bool = False,
+    ) -> None:
         self.app = app
         self.telemetry = telemetry
         self.routes = routes  # endpoint -> its route template, the bounded name a request is counted under
+        # A gateway resource's data plane: its requests arrive with /gateways/{id} moved to root_path;
+        # logs and traces show the path the client called.
+        self.mounted = mounted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,9 +80,8 @@ class TelemetryMiddleware:
         headers = scope["headers"]
         request_id = request_id_from(headers)
         client = scope.get("client")
-        exchange = Exchange(
-            telemetry, request_id, scope["method"], scope["path"], client[0] if client else None, headers
-        )
+        path = scope.get("root_path", "") + scope["path"] if self.mounted else scope["path"]
+        exchange = Exchange(telemetry, request_id, scope["method"], path, client[0] if client else None, headers)
         started = exchange.started
         clock = WaitClock()
         tokens = (WAITS.set(clock), CURRENT.set(exchange), OUTBOUND.set({_REQUEST_ID: request_id}))

@@ -1,0 +1,59 @@
+"""What the data-plane tests share: ``serve_gateways``, a real gateway with gateway resources on
+(its management API on a port of its own, a SQLite store in a temporary directory) on loopback,
+against the fake providers, two of them in zones (mistral in eu-west, openai in us-east)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from gateway import Settings, create_app
+from gateway.gateways.runtime import GatewayRuntime
+from gateway.server import GatewayServer, uvicorn_config
+
+from .fakes import FakeProviders
+from .processes import free_port
+
+ZONES = {"MISTRAL_ZONE": "eu-west", "OPENAI_ZONE": "US-East"}  # any case: zones are lower-cased
+
+
+@dataclass
+class Served:
+    url: str  # the data plane: the default gateway at /v1, the gateways at /gateways/{id}/v1
+    management: str  # the management API's base URL
+    runtime: GatewayRuntime
+
+
+@asynccontextmanager
+async def serve_gateways(fake: FakeProviders, **env: str) -> AsyncIterator[Served]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port, management = sock.getsockname()[1], free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        settings = Settings.load(
+            {
+                **fake.env(),
+                **ZONES,
+                "GATEWAYS_ENABLED": "true",
+                "SERVER_PORT": str(port),
+                "GATEWAYS_PORT": str(management),
+                "GATEWAYS_DATABASE_URL": f"sqlite:///{directory}/gateways.db",
+                **env,
+            }
+        )
+        app = create_app(settings)
+        server = GatewayServer(uvicorn_config(settings, app, log_level="warning", loop="none"))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        try:
+            yield Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{management}", app.state.gateways)
+        finally:
+            server.should_exit = True
+            await task
