@@ -412,7 +412,7 @@ SETTINGS: tuple[Var, ...] = (
         "client_max_idle_conns",
         parse_int,
         "20",
-        "Cap on idle upstream connections kept in all; one released beyond it is closed; 0 = no cap.",
+        "Cap on idle upstream connections kept in all (beyond it, closed once idle for a second); 0 = no cap.",
     ),
     Var(
         "CLIENT_MAX_IDLE_CONNS_PER_HOST",

@@ -31,9 +31,12 @@ class Upstream:
         self.all_in = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.peers: set[object] = set()  # the client ends of every connection that carried a request
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername"))
         self.arrived += 1
         if self.arrived >= self.burst:
             self.all_in.set()
@@ -61,8 +64,9 @@ class Upstream:
 
 
 async def settled(count: Callable[[], int], want: int) -> int:
-    """``count()`` once it reaches ``want`` (closes travel over loopback), or its last value."""
-    for _ in range(100):
+    """``count()`` once it reaches ``want`` (the pool's sweep runs after a grace of a second; closes
+    travel over loopback), or its last value."""
+    for _ in range(200):
         if count() <= want:
             break
         await asyncio.sleep(0.02)
@@ -90,6 +94,26 @@ async def test_a_burst_leaves_at_most_the_per_host_cap_idle() -> None:
             upstream.all_in.clear()
             await burst(4, call)
             assert await settled(upstream.open_connections, 4) == 4
+        finally:
+            await client.close()
+
+
+async def test_a_load_above_the_cap_reuses_its_connections_within_the_grace() -> None:
+    # Closed at once, each release past the cap would cost a new connection for a later call.
+    async with Upstream(burst=8).running() as upstream:
+        client = HttpClient(ClientOptions(max_idle_per_host=2))
+        await client.start()
+        try:
+
+            async def call() -> None:
+                await (await client.request("POST", f"{upstream.url}/x", body=b"{}")).read()
+
+            for _ in range(3):
+                upstream.arrived = 0
+                upstream.all_in.clear()
+                await burst(8, call)
+            assert len(upstream.peers) == 8
+            assert await settled(upstream.open_connections, 2) == 2
         finally:
             await client.close()
 
