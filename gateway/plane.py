@@ -86,6 +86,8 @@ class Shared:
         http = HttpClient(
             ClientOptions(
                 max_connections=settings.client_max_conns,
+                max_idle=settings.client_max_idle_conns,
+                max_idle_per_host=settings.client_max_idle_conns_per_host,
                 keepalive_timeout=settings.client_idle_conn_timeout,
                 tls_1_3_only=settings.client_tls_min_version == "TLS13",
             )

@@ -426,14 +426,14 @@ SETTINGS: tuple[Var, ...] = (
         "client_max_idle_conns",
         parse_int,
         "20",
-        "Accepted for compatibility; aiohttp keeps every idle connection until CLIENT_IDLE_CONN_TIMEOUT.",
+        "Cap on idle upstream connections kept in all (beyond it, closed once idle for a second); 0 = no cap.",
     ),
     Var(
         "CLIENT_MAX_IDLE_CONNS_PER_HOST",
         "client_max_idle_conns_per_host",
         parse_int,
         "20",
-        "Accepted for compatibility (see CLIENT_MAX_IDLE_CONNS).",
+        "Cap on idle upstream connections kept per provider host; 0 = no cap.",
     ),
     Var(
         "CLIENT_MAX_CONNS",

@@ -31,6 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import UpstreamTimeout, UpstreamUnreachable
+from .pool import IdleCappedConnector
 from .redact import Redactor
 from .waiting import WAITS, WaitClock
 
@@ -67,11 +68,13 @@ def _client_timeout(total: float | None, connect: float | None) -> aiohttp.Clien
 
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
-    """Pool settings. ``max_connections`` 0 means unlimited, aiohttp's only kind of cap being a
-    cap on connections in use (Go's idle-connection caps have no aiohttp equivalent)."""
+    """Pool settings; 0 means no cap. ``max_connections`` caps the connections in use,
+    ``max_idle`` and ``max_idle_per_host`` those kept idle (``providers.pool``)."""
 
     max_connections: int = 0
     max_connections_per_host: int = 0
+    max_idle: int = 0
+    max_idle_per_host: int = 0
     keepalive_timeout: float = 30.0
     user_agent: str = "polyrelay"
     tls_1_3_only: bool = False  # CLIENT_TLS_MIN_VERSION=TLS13: refuse providers that offer less
@@ -254,7 +257,9 @@ class HttpClient:
         if options.tls_1_3_only:
             tls = ssl.create_default_context()
             tls.minimum_version = ssl.TLSVersion.TLSv1_3
-        connector = aiohttp.TCPConnector(
+        connector = IdleCappedConnector(
+            max_idle=options.max_idle,
+            max_idle_per_host=options.max_idle_per_host,
             limit=options.max_connections,
             limit_per_host=options.max_connections_per_host,
             keepalive_timeout=options.keepalive_timeout,

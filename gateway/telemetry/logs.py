@@ -78,11 +78,42 @@ class RequestLog(Sink):
             fields["tokens_out"] = usage.output
         if exchange.error_type is not None:
             fields["error_type"] = exchange.error_type
-        # The record made and handled here: what Logger.log does, less looking up the caller's frame.
         args = (exchange.method, exchange.path, exchange.status)
+        handler = self._direct()
+        if handler is not None:
+            # What logging would do with the record, for the one configuration it can have here:
+            # the same line from the same formatter, without a LogRecord or the handler chain.
+            formatter: JsonFormatter | TextFormatter = handler.formatter  # type: ignore[assignment]
+            name = "WARNING" if level == logging.WARNING else "INFO"
+            message = f"{exchange.method} {exchange.path} {exchange.status:d}"
+            handler.hold(formatter.line(time.time(), name, REQUEST_LOGGER, message, fields))
+            return
+        # The record made and handled here: what Logger.log does, less looking up the caller's frame.
         extra = {"fields": fields}
         record = self.log.makeRecord(REQUEST_LOGGER, level, __file__, 0, "%s %s %d", args, None, extra=extra)
         self.log.handle(record)
+
+    def _direct(self) -> TurnHandler | None:
+        """The gateway's own handler, when it is the only one a request line reaches and nothing
+        between could change the line (no other handler, filter or formatter: then logging's way)."""
+        logger: logging.Logger | None = self.log
+        if self.log.filters:
+            return None
+        while logger is not None and logger.parent is not None:  # up to the root
+            if logger.handlers or not logger.propagate:
+                return None
+            logger = logger.parent
+        if logger is None or len(logger.handlers) != 1:
+            return None
+        handler = logger.handlers[0]
+        if (
+            type(handler) is TurnHandler
+            and type(handler.formatter) in _FORMATTERS
+            and handler.level <= logging.INFO
+            and all(type(f) is RequestIdFilter for f in handler.filters)  # a no-op on request lines
+        ):
+            return handler
+        return None
 
 
 class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -97,13 +128,22 @@ class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
         if record.name != REQUEST_LOGGER:  # rare lines (start-up, warnings, the last one before exit): now
-            self._write(line)
+            self._write(line + self.terminator)
             return
+        self._hold(line)
+
+    def hold(self, line: str) -> None:
+        """Write a request line (formatted already) as ``emit`` would: in this turn's batch."""
+        with self.lock:  # type: ignore[union-attr]
+            self._hold(line)
+
+    def _hold(self, line: str) -> None:
+        line += self.terminator
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop in this thread: now, behind anything held
@@ -146,25 +186,27 @@ class RequestIdFilter(logging.Filter):
 _second: list[Any] = [-1, ""]  # the last second formatted, and its text: most lines share it
 
 
-def _time(record: logging.LogRecord) -> str:
-    """ISO 8601 in UTC with milliseconds: ``2026-12-01T12:00:00.123Z``."""
-    second = int(record.created)
+def _time(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds: ``2026-12-01T12:00:00.123Z`` (a record's ``created``)."""
+    second = int(created)
     if second != _second[0]:
         _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int(record.msecs):03d}Z"
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"  # as LogRecord.msecs
 
 
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message", ...fields}``, one object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if fields and not record.exc_info:
+            return self.line(record.created, record.levelname, record.name, record.getMessage(), fields)
         line: dict[str, Any] = {
-            "time": _time(record),
+            "time": _time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
         elif (request_id := getattr(record, "request_id", None)) is not None:
@@ -173,23 +215,41 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
 
+    def line(self, created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+        """A line with fields (a request line), from what a record would hold."""
+        head = {"time": _time(created), "level": level.lower(), "logger": logger, "message": message}
+        return orjson.dumps(head | fields, default=str).decode()
+
 
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message key=value ...``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
         fields = getattr(record, "fields", None)
+        if fields and not record.exc_info:
+            return self.line(record.created, record.levelname, record.name, record.getMessage(), fields)
+        text = f"{_time(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
         if fields:
-            text += "".join(f" {key}={_text(value)}" for key, value in fields.items() if key not in _IN_MESSAGE)
+            text += _pairs(fields)
         elif (request_id := getattr(record, "request_id", None)) is not None:
             text += f" request_id={request_id}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
 
+    def line(self, created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+        """A line with fields (a request line), from what a record would hold."""
+        return f"{_time(created)} {level} {logger}: {message}{_pairs(fields)}"
+
+
+_FORMATTERS = (JsonFormatter, TextFormatter)
+
 
 _IN_MESSAGE = frozenset({"method", "path", "status"})
+
+
+def _pairs(fields: dict[str, Any]) -> str:
+    return "".join(f" {key}={_text(value)}" for key, value in fields.items() if key not in _IN_MESSAGE)
 
 
 def _text(value: object) -> str:
