@@ -97,6 +97,9 @@ class Reconciler:
             except StoreError as exc:  # the store's health tells the log of the outage, once
                 log.debug("gateways: the change feed failed (%s); following again in 1s", exc)
                 await asyncio.sleep(1.0)
+            except Exception:  # a bug, not an outage: said, and the feed goes on (it is the only one)
+                log.exception("gateways: the change feed failed; following again in 1s")
+                await asyncio.sleep(1.0)
 
     async def _work(self, gateway_id: str) -> None:
         try:

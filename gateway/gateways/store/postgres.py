@@ -3,8 +3,9 @@
 
 Each write is one transaction that reads the row ``FOR UPDATE``, writes it, and sends
 ``pg_notify('polyrelay_gateways', id)``, which PostgreSQL delivers to every listening replica at
-commit. Each process keeps one connection listening (``changes``); a lost notification (the
-listener reconnecting) is covered by a slow "compare everything". Migrations run under an
+commit. Each process keeps one connection listening (``changes``), looked at every second and
+reconnected when the server dropped it (an outage); a lost notification (while it reconnects) is
+covered by a "compare everything" then, and every 10 s in any case. Migrations run under an
 advisory lock, so replicas starting together migrate once.
 """
 
@@ -30,6 +31,7 @@ log = logging.getLogger("polyrelay")
 
 CHANNEL = "polyrelay_gateways"
 RESYNC_INTERVAL = 10.0  # seconds between "compare everything", the safety net under NOTIFY
+LIVENESS_CHECK = 1.0  # seconds between looks at the listening connection
 _LOCK_ID = 0x706F6C79  # the advisory lock migrations hold ("poly")
 _COLUMNS = "id, organization_id, spec, status, revision, created_at, updated_at"
 
@@ -228,14 +230,24 @@ class PostgresStore(Store):
                         self.health.failed(exc)  # retried every second, told once per outage
                         listener = None
                         await asyncio.sleep(1.0)
+                        yield None
+                        continue
                     yield None  # whatever happened while nobody listened
                 deadline = loop.time() + RESYNC_INTERVAL
                 changed: set[str] = set()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        item = await queue.get()
-                except TimeoutError:
-                    yield None
+                item: str | None = None
+                heard_one = False
+                # In slices: a connection the server dropped is not always told to its termination
+                # listener, and while it goes unnoticed every notification is lost.
+                while not heard_one and loop.time() < deadline and not listener.is_closed():
+                    try:
+                        async with asyncio.timeout(min(LIVENESS_CHECK, deadline - loop.time())):
+                            item = await queue.get()
+                        heard_one = True
+                    except TimeoutError:
+                        pass
+                if not heard_one:
+                    yield None  # the resync is due, or the listener is gone (it reconnects above)
                     continue
                 while True:  # what arrived together is reported together
                     if item is None:
