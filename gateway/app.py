@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -68,19 +68,35 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await telemetry.start()  # first: a metrics port in use stops start-up before anything is opened
-        await http.start()
-        if oidc is not None:
-            await oidc.start()
-        if gateways is not None:
-            await gateways.start()
-        if not settings.auth_enabled and not _is_loopback(settings.server_host):
-            log.warning(
-                "Authentication is off and the gateway listens on %s: anyone who reaches it can spend your "
-                "provider keys. Set AUTH_ENABLED=true, or bind to 127.0.0.1 behind an authenticating proxy.",
-                settings.server_host,
-            )
-        await mcp.start()
+        # What is opened is closed, in reverse, at shutdown or when a later part fails to start
+        # (a store that cannot be reached): nothing is left open behind a failed start-up.
+        opened: list[Callable[[], Awaitable[None]]] = []
+        try:
+            await telemetry.start()  # first: a metrics port in use stops start-up before anything is opened
+            opened.append(telemetry.close)
+            if limits is not None:
+                opened.append(limits.store.close)
+            await http.start()
+            opened.append(http.close)
+            if oidc is not None:
+                await oidc.start()
+                opened.append(oidc.close)
+            opened.append(mcp.close)  # closed after the gateways, whose planes call its tools
+            if runtime is not None:
+                opened.append(runtime.close)
+            if gateways is not None:
+                await gateways.start()
+                opened.append(gateways.close)
+            if not settings.auth_enabled and not _is_loopback(settings.server_host):
+                log.warning(
+                    "Authentication is off and the gateway listens on %s: anyone who reaches it can spend your "
+                    "provider keys. Set AUTH_ENABLED=true, or bind to 127.0.0.1 behind an authenticating proxy.",
+                    settings.server_host,
+                )
+            await mcp.start()
+        except BaseException:
+            await _close(opened)
+            raise
         for notice in settings.notices:
             log.info(notice)
         configured = ", ".join(p.id for p in settings.configured_providers) or "none"
@@ -88,17 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            if gateways is not None:
-                await gateways.close()
-            if runtime is not None:
-                await runtime.close()
-            await mcp.close()
-            if oidc is not None:
-                await oidc.close()
-            await http.close()
-            if limits is not None:
-                await limits.store.close()
-            await telemetry.close()
+            await _close(opened)
 
     app = data_plane(
         settings, shared, auth=process_auth(settings, shared), limits=limits, head=head, outer=outer, lifespan=lifespan
@@ -106,6 +112,11 @@ def create_app(settings: Settings) -> Starlette:
     app.state.gateways = runtime  # this process's gateway data planes (the reconciler drives them)
     app.state.gateway_service = gateways
     return app
+
+
+async def _close(opened: list[Callable[[], Awaitable[None]]]) -> None:
+    while opened:
+        await opened.pop()()
 
 
 def _is_loopback(host: str) -> bool:

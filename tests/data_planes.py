@@ -1,18 +1,26 @@
-"""What the data-plane tests share: ``serve_gateways``, a real gateway with gateway resources on
-(its management API on a port of its own, a SQLite store in a temporary directory) on loopback,
-against the fake providers, two of them in zones (mistral in eu-west, openai in us-east)."""
+"""What the gateways tests share: ``serve_gateways``, a real gateway with gateway resources on
+(its management API on a port of its own, a SQLite store in a temporary directory unless
+``GATEWAYS_DATABASE_URL`` is given) on loopback, built by ``create_app`` against the fake providers,
+two of them in zones (mistral in eu-west, openai in us-east); and ``wait_for_status``, a poll of
+the management API as a client does."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
+
+import httpx
 
 from gateway import Settings, create_app
+from gateway.gateways.api import BASE
 from gateway.gateways.runtime import GatewayRuntime
+from gateway.gateways.service import Gateways
 from gateway.server import GatewayServer, uvicorn_config
 
 from .fakes import FakeProviders
@@ -26,6 +34,7 @@ class Served:
     url: str  # the data plane: the default gateway at /v1, the gateways at /gateways/{id}/v1
     management: str  # the management API's base URL
     runtime: GatewayRuntime
+    service: Gateways  # its store, reconciler and management app
 
 
 @asynccontextmanager
@@ -53,7 +62,23 @@ async def serve_gateways(fake: FakeProviders, **env: str) -> AsyncIterator[Serve
                 task.result()
             await asyncio.sleep(0.005)
         try:
-            yield Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{management}", app.state.gateways)
+            urls = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{management}"
+            yield Served(*urls, app.state.gateways, app.state.gateway_service)
         finally:
             server.should_exit = True
             await task
+
+
+async def wait_for_status(
+    http: httpx.AsyncClient, url: str, gateway_id: str, status: str, timeout: float = 5.0, **headers: Any
+) -> dict[str, Any]:
+    """The gateway as the management API at ``url`` shows it, once its status is ``status``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await http.get(f"{url}{BASE}/{gateway_id}", headers=headers)
+        document = answer.json()
+        if answer.status_code == 200 and document["gateway"]["status"]["status"] == status:
+            gateway: dict[str, Any] = document["gateway"]
+            return gateway
+        assert time.monotonic() < deadline, f"{gateway_id} never reached {status}: {answer.status_code} {document}"
+        await asyncio.sleep(0.02)

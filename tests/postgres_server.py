@@ -1,8 +1,9 @@
 """A real PostgreSQL server for the tests (Debian's ``postgresql``): a cluster made by ``initdb`` in
 a temporary directory, started on a free loopback port with nothing synced to disk, and a fresh
-database per test. PostgreSQL refuses to run as root: as root, the cluster belongs to the
-``postgres`` system user (the package's) and its programs run as that user. ``make test``
-installs the package when it is missing."""
+database per test; ``stop`` then ``resume`` is an outage (the same cluster, the same port).
+PostgreSQL refuses to run as root: as root, the cluster belongs to the ``postgres`` system user
+(the package's) and its programs run as that user. ``make test`` installs the package when it is
+missing."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ class PostgresServer:
         )
         output, _ = await initdb.communicate()
         assert initdb.returncode == 0, f"initdb failed: {output.decode(errors='replace')}"
+        await self.resume()
+
+    async def resume(self) -> None:
+        """Run the server on the cluster made by ``start`` (again after ``stop``: an outage), on the same port."""
         self.process = await asyncio.create_subprocess_exec(
             *(
                 f"{self.bin}/postgres",

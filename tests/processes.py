@@ -63,11 +63,8 @@ class GatewayProcess:
         return "\n".join(self.lines)
 
 
-@asynccontextmanager
-async def gateway_process(fake: FakeProviders, **env: str) -> AsyncIterator[GatewayProcess]:
-    """A gateway process against the fake providers, once its ``/health`` answers; killed at the end."""
-    port = free_port()
-    environ = {
+def _environ(fake: FakeProviders, port: int, env: dict[str, str]) -> dict[str, str]:
+    return {
         **os.environ,
         **fake.env(),
         "SERVER_PORT": str(port),
@@ -76,6 +73,32 @@ async def gateway_process(fake: FakeProviders, **env: str) -> AsyncIterator[Gate
         "PYTHONPATH": os.pathsep.join(sys.path),
         **env,
     }
+
+
+async def failed_start(fake: FakeProviders, timeout: float = 20.0, **env: str) -> tuple[int, str]:
+    """A gateway process that is expected not to start: its exit code and its output."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gateway", "serve"),
+        env=_environ(fake, free_port(), env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+@asynccontextmanager
+async def gateway_process(fake: FakeProviders, **env: str) -> AsyncIterator[GatewayProcess]:
+    """A gateway process against the fake providers, once its ``/health`` answers; killed at the end."""
+    port = free_port()
+    environ = _environ(fake, port, env)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 
 from gateway.__main__ import main
+from gateway.gateways.api import BASE
 from gateway.settings import Settings, SettingsError
 
 from .conftest import GatewayFactory
-from .gateways_runtime import BASE
 from .issuer import AUDIENCE, Issuer
 from .processes import free_port
 

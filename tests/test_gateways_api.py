@@ -1,27 +1,38 @@
 """The gateways management API over HTTP on loopback, as a client sees it: CoreWeave's shapes,
-every validation rule, the status lifecycle, and the errors in ``{"code", "message", "details"}``."""
+every validation rule, the status lifecycle, and the errors in ``{"code", "message", "details"}``.
+
+The gateway is a real one (``create_app`` with GATEWAYS_ENABLED, tests/data_planes.py) against the
+fake providers and a fake W&B server: what the API says of a gateway is checked against what its
+endpoint really does."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jsonschema
+import openai
 import pytest
 import pytest_asyncio
 import yaml
 
-from gateway.gateways.service import Gateways
+from gateway.gateways.api import BASE
 
-from .gateways_runtime import BASE, RecordingRuntime, management, wait_for_status
+from .data_planes import Served, serve_gateways, wait_for_status
+from .fake_wandb import FakeWandb
+from .fakes import FakeProviders
 
-WANDB_KEY = "wandb-local-0123456789abcdef"
+WANDB_KEY = "wandb-local-0123456789abcdef"  # the gateway's own key at W&B (its usage reports)
+CALLER_KEY = "e" * 40  # a W&B user's key, presented by a caller of the gateway
+HELLO = [{"role": "user", "content": "hello there friend"}]
 COMPONENTS = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())["components"]
 
 
@@ -42,11 +53,20 @@ def spec(**fields: Any) -> dict[str, Any]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, Gateways, RecordingRuntime]]:
-    runtime = RecordingRuntime()
-    database = tmp_path_factory.mktemp("gateways") / "gateways.db"
-    async with management(f"sqlite:///{database}", runtime) as (url, service):
-        yield url, service, runtime
+async def wandb() -> AsyncIterator[FakeWandb]:
+    server = FakeWandb()
+    server.add_user(WANDB_KEY, "gateway-owner")
+    server.add_user(CALLER_KEY, "ml-team")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def api(fake: FakeProviders) -> AsyncIterator[tuple[str, Served]]:
+    """(the management API's URL, the gateway); providers in three zones (groq in on-prem)."""
+    async with serve_gateways(fake, GROQ_ZONE="on-prem") as served:
+        yield served.management, served
 
 
 @pytest_asyncio.fixture
@@ -64,16 +84,24 @@ def assert_error(answer: httpx.Response, status: int, fragment: str) -> None:
     assert fragment in document["message"], document["message"]
 
 
+def sdk(base_url: str, **headers: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key=CALLER_KEY, max_retries=0, default_headers=headers)
+
+
 async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    api: tuple[str, Served],
+    wandb: FakeWandb,
+    fake: FakeProviders,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url, _, runtime = api
+    url, served = api
     body = spec(
         name="eu-team",
         zones=["EU-West"],
         coreWeaveAuth=None,
-        weightsAndBiasesAuth={"apiKey": WANDB_KEY, "enableUsageReports": True},
+        weightsAndBiasesAuth={"apiKey": WANDB_KEY, "serverUrl": wandb.url, "enableUsageReports": True},
         bodyBasedRouting=None,
         headerBasedRouting={"headerName": "X-Model"},
         endpointConfiguration={"additionalDns": ["EU.Inference.Example.com"]},
@@ -92,7 +120,7 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
         "zones": ["eu-west"],
         "weightsAndBiasesAuth": {
             "apiKey": "****cdef",
-            "serverUrl": "https://api.wandb.ai",
+            "serverUrl": wandb.url,
             "enableUsageReports": True,
             "enableRateLimiting": False,
         },
@@ -108,14 +136,26 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
 
     ready = await wait_for_status(http, url, gateway_id, "STATUS_READY")
     conforms({"gateway": ready}, "GatewayAnswer")
-    assert ready["status"]["endpoints"] == [
-        f"http://dp.test/gateways/{gateway_id}/v1",
-        "https://eu.inference.example.com/v1",
-    ]
+    port = served.url.rsplit(":", 1)[1]
+    endpoint = f"{served.url}/gateways/{gateway_id}/v1"
+    assert ready["status"]["endpoints"] == [endpoint, f"http://eu.inference.example.com:{port}/v1"]
     assert ready["status"]["conditions"][0]["reason"] == "Applied"
-    applied = runtime.specs[gateway_id]
-    assert applied.wandb is not None and applied.wandb.api_key == WANDB_KEY  # the runtime has the key whole
-    assert applied.routing == "header" and applied.header_name == "X-Model" and applied.zones == ("eu-west",)
+    # Its endpoint serves: header routing, W&B keys, EU only, as the spec says.
+    client = sdk(endpoint, **{"X-Model": "mistral/mistral-small"})
+    answer = await client.chat.completions.create(model="ignored", messages=HELLO)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "You said: hello there friend"
+    assert fake.last_post("mistral").json["model"] == "mistral-small"
+    with pytest.raises(openai.BadRequestError, match="outside this gateway's zones"):
+        await sdk(endpoint, **{"X-Model": "openai/gpt-4o"}).chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+    with pytest.raises(openai.AuthenticationError):  # not a W&B user's key
+        await client.with_options(api_key="f" * 40).chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+    # And its extra host, matched in any case, serves /v1 directly.
+    headers = {"Host": "eu.INFERENCE.example.com", "Authorization": f"Bearer {CALLER_KEY}", "X-Model": "mistral/m"}
+    by_host = await http.post(
+        f"{served.url}/v1/chat/completions", json={"model": "x", "messages": HELLO}, headers=headers
+    )
+    assert by_host.status_code == 200, by_host.text
+    assert fake.last_post("mistral").json["model"] == "m"
 
     conforms((await http.get(f"{url}{BASE}")).json(), "GatewayList")
     listed = (await http.get(f"{url}{BASE}")).json()["gateways"]
@@ -131,15 +171,26 @@ async def test_the_lifecycle_of_a_header_routed_wandb_eu_only_gateway(
             break
         await asyncio.sleep(0.02)
     assert_error(await http.get(f"{url}{BASE}/{gateway_id}"), 404, gateway_id)
-    assert gateway_id not in runtime.specs and gateway_id in runtime.removed
+    # Removed from the data plane: its endpoint is a 404, its host the default gateway's again.
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="x", messages=HELLO)  # type: ignore[arg-type]
+    assert caught.value.code == "gateway_not_found"
+    assert gateway_id not in served.runtime.table.by_id and not served.runtime.table.by_host
+    # Its usage reached W&B as it closed, sent with the gateway's own key, whole.
+    reported = [r for r in wandb.records if r["gateway_id"] == gateway_id]
+    assert [(r["entity"], r["provider"]) for r in reported] == [("ml-team", "mistral")] * 2
+    owner = "Basic " + base64.b64encode(f"api:{WANDB_KEY}".encode()).decode()
+    assert owner in {h["Authorization"] for h in wandb.usage_headers}
     assert "eu-team" in caplog.text and WANDB_KEY not in caplog.text  # logged, without the key
+    assert CALLER_KEY not in caplog.text
 
 
 async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+    api: tuple[str, Served], wandb: FakeWandb, fake: FakeProviders, http: httpx.AsyncClient
 ) -> None:
-    url, _, runtime = api
-    body = spec(coreWeaveAuth=None, weightsAndBiasesAuth={"apiKey": WANDB_KEY})
+    url, served = api
+    planes = served.runtime.table
+    body = spec(zones=None, coreWeaveAuth=None, weightsAndBiasesAuth={"apiKey": WANDB_KEY, "serverUrl": wandb.url})
     gateway_id = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
     shown = (await wait_for_status(http, url, gateway_id, "STATUS_READY"))["spec"]
 
@@ -152,20 +203,24 @@ async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
     assert answer.json()["gateway"]["status"]["status"] == "STATUS_UPDATING"
     assert answer.json()["gateway"]["spec"]["pathBasedRouting"] == {}
     await wait_for_status(http, url, gateway_id, "STATUS_READY")
-    assert runtime.specs[gateway_id].routing == "path"
-    assert runtime.specs[gateway_id].wandb.api_key == WANDB_KEY  # type: ignore[union-attr]
+    # Path routing now: the model is the first segment of the path.
+    base = f"{served.url}/gateways/{gateway_id}/{quote('openai/gpt-4o-mini', safe='')}/v1"
+    answer = await sdk(base).chat.completions.create(model="ignored", messages=HELLO)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "You said: hello there friend"
+    assert fake.last_post("openai").json["model"] == "gpt-4o-mini"
+    assert planes.by_id[gateway_id].spec.wandb.api_key == WANDB_KEY  # type: ignore[union-attr]  # the plane's
 
-    changed["weightsAndBiasesAuth"] = {"apiKey": "another-key-9876543210"}
+    changed["weightsAndBiasesAuth"] = {"apiKey": "another-key-9876543210", "serverUrl": wandb.url}
     assert (await http.patch(f"{url}{BASE}/{gateway_id}", json=changed)).status_code == 200
     await wait_for_status(http, url, gateway_id, "STATUS_READY")
-    assert runtime.specs[gateway_id].wandb.api_key == "another-key-9876543210"  # type: ignore[union-attr]
+    assert planes.by_id[gateway_id].spec.wandb.api_key == "another-key-9876543210"  # type: ignore[union-attr]
 
-    # The same spec again changes nothing: no new generation to apply.
-    applies = len(runtime.applies)
+    # The same spec again changes nothing: no new generation, so no new plane is built.
+    plane = planes.by_id[gateway_id]
     again = await http.patch(f"{url}{BASE}/{gateway_id}", json=changed)
     assert again.json()["gateway"]["status"]["status"] == "STATUS_READY"
     await asyncio.sleep(0.1)
-    assert len(runtime.applies) == applies
+    assert planes.by_id[gateway_id] is plane and not plane.closing
 
     assert_error(
         await http.patch(f"{url}{BASE}/{uuid.uuid4()}", json=changed), 404, "No gateway has the id"
@@ -175,16 +230,19 @@ async def test_a_patch_is_applied_and_the_masked_key_keeps_the_stored_one(
 
 
 async def test_a_failed_gateway_is_applied_anew_by_the_same_spec(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+    api: tuple[str, Served], http: httpx.AsyncClient
 ) -> None:
-    url, _, _ = api
+    url, served = api
     body = spec(endpointConfiguration={"additionalDns": ["shared.example"]})
     holder = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
     await wait_for_status(http, url, holder, "STATUS_READY")
     second = (await http.post(f"{url}{BASE}", json=body)).json()["gateway"]["spec"]["id"]
     failed = await wait_for_status(http, url, second, "STATUS_FAILED")
-    assert "shared.example is served by the gateway" in failed["status"]["conditions"][0]["message"]
+    message = failed["status"]["conditions"][0]["message"]
+    assert f"shared.example is already served by gateway {holder}" in message
     assert failed["status"]["endpoints"] == []
+    planes = served.runtime.table
+    assert second not in planes.by_id and planes.by_host["shared.example"].spec.id == holder
 
     await http.delete(f"{url}{BASE}/{holder}")
     while (await http.get(f"{url}{BASE}/{holder}")).status_code != 404:  # drained and removed
@@ -192,18 +250,21 @@ async def test_a_failed_gateway_is_applied_anew_by_the_same_spec(
     answer = await http.patch(f"{url}{BASE}/{second}", json=body)
     assert answer.json()["gateway"]["status"]["status"] == "STATUS_UPDATING"
     await wait_for_status(http, url, second, "STATUS_READY")
+    assert planes.by_host["shared.example"].spec.id == second
+    listed = await http.get(f"{served.url}/v1/models", headers={"Host": "shared.example"})
+    assert listed.status_code == 200 and "mistral/model-a" in {m["id"] for m in listed.json()["data"]}
 
 
-async def test_a_duplicate_id_is_409(api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient) -> None:
-    url, _, _ = api
+async def test_a_duplicate_id_is_409(api: tuple[str, Served], http: httpx.AsyncClient) -> None:
+    url, _ = api
     gateway_id = str(uuid.uuid4()).upper()
     first = await http.post(f"{url}{BASE}", json=spec(id=gateway_id))
     assert first.status_code == 200 and first.json()["gateway"]["spec"]["id"] == gateway_id.lower()
     assert_error(await http.post(f"{url}{BASE}", json=spec(id=gateway_id.lower())), 409, "exists already")
 
 
-async def test_updated_after(api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient) -> None:
-    url, _, _ = api
+async def test_updated_after(api: tuple[str, Served], http: httpx.AsyncClient) -> None:
+    url, _ = api
     before = (await http.post(f"{url}{BASE}", json=spec(name="before"))).json()["gateway"]["spec"]["id"]
     await wait_for_status(http, url, before, "STATUS_READY")
     await asyncio.sleep(0.01)
@@ -219,10 +280,8 @@ async def test_updated_after(api: tuple[str, Gateways, RecordingRuntime], http: 
     assert_error(await http.get(f"{url}{BASE}", params={"updatedAfter": "yesterday"}), 400, "updatedAfter")
 
 
-async def test_parameters_list_the_runtimes_zones(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
-) -> None:
-    url, _, _ = api
+async def test_parameters_list_the_runtimes_zones(api: tuple[str, Served], http: httpx.AsyncClient) -> None:
+    url, _ = api
     answer = await http.get(f"{url}{BASE}/parameters")
     conforms(answer.json(), "GatewayParameters")
     assert answer.json() == {"zones": ["eu-west", "on-prem", "us-east"]}
@@ -271,16 +330,16 @@ VALIDATION = [
 
 @pytest.mark.parametrize(("body", "message"), VALIDATION, ids=[m[:40] for _, m in VALIDATION])
 async def test_each_rule_refuses_with_a_400(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient, body: Any, message: str
+    api: tuple[str, Served], http: httpx.AsyncClient, body: Any, message: str
 ) -> None:
-    url, _, _ = api
+    url, _ = api
     assert_error(await http.post(f"{url}{BASE}", json=body), 400, message)
 
 
 async def test_what_is_not_a_spec_is_refused_in_the_same_shape(
-    api: tuple[str, Gateways, RecordingRuntime], http: httpx.AsyncClient
+    api: tuple[str, Served], http: httpx.AsyncClient
 ) -> None:
-    url, _, _ = api
+    url, _ = api
     assert_error(
         await http.post(f"{url}{BASE}", content=b"{not json", headers={"content-type": "application/json"}),
         400,
@@ -306,3 +365,16 @@ def test_a_stored_spec_reads_back_even_when_its_zone_is_gone(tmp_path: Path) -> 
 
     parsed = parse_spec(spec(zones=["eu-west"]), organization_id="acme", known_zones={"eu-west"})
     assert stored_spec(render_spec(parsed, reveal=True)) == parsed
+
+
+def test_weights_and_biases_auth_defaults_to_wandbs_public_server() -> None:
+    from gateway.gateways.schema import parse_spec, render_spec
+
+    body = spec(coreWeaveAuth=None, weightsAndBiasesAuth={"apiKey": WANDB_KEY})
+    shown = render_spec(parse_spec(body, organization_id="acme", known_zones={"eu-west"}))
+    assert shown["weightsAndBiasesAuth"] == {
+        "apiKey": "****cdef",
+        "serverUrl": "https://api.wandb.ai",
+        "enableUsageReports": False,
+        "enableRateLimiting": False,
+    }

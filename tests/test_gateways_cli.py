@@ -12,23 +12,22 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
 from gateway.__main__ import main
 
-from .gateways_runtime import management
+from .data_planes import serve_gateways
+from .fakes import FakeProviders
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "pr-cli-admin"
 
 
 @pytest_asyncio.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    database = tmp_path_factory.mktemp("cli") / "gateways.db"
+async def api(fake: FakeProviders) -> AsyncIterator[str]:
     keys = f"cli:{hashlib.sha256(TOKEN.encode()).hexdigest()}::admin"
-    async with management(f"sqlite:///{database}", AUTH_ENABLED="true", AUTH_API_KEYS=keys) as (url, _):
-        yield url
+    async with serve_gateways(fake, GROQ_ZONE="on-prem", AUTH_ENABLED="true", AUTH_API_KEYS=keys) as served:
+        yield served.management
 
 
 async def polyrelay(*args: str, token: str = TOKEN, stdin: bytes = b"") -> tuple[int, str, str]:

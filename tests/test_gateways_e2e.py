@@ -15,10 +15,11 @@ import openai
 import pytest
 import pytest_asyncio
 
-from .data_planes import ZONES, serve_gateways
+from gateway.gateways.api import BASE
+
+from .data_planes import ZONES, serve_gateways, wait_for_status
 from .fake_wandb import FakeWandb
 from .fakes import FakeProviders, fake_key
-from .gateways_runtime import BASE, wait_for_status
 from .postgres_server import postgres_server
 from .processes import free_port, gateway_process
 

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest_asyncio
 
+from gateway.gateways.api import BASE
+
 from .fakes import FakeProviders
-from .gateways_runtime import BASE
 from .postgres_server import PostgresServer, postgres_server
 from .processes import free_port, gateway_process
 

@@ -236,7 +236,7 @@ async def test_bad_urls_and_unreachable_servers_are_clear() -> None:
         open_store("mysql://localhost/db")
     from .processes import free_port
 
-    with pytest.raises(StoreError, match="Cannot open the gateways database"):
+    with pytest.raises(StoreError, match="cannot open the gateways database"):
         await open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/none").open()
 
 

@@ -223,7 +223,7 @@ async def _http_refused(request: Request, exc: Exception) -> Response:
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
-    log.warning("gateways: the store failed: %s", exc)
+    log.debug("gateways: the store failed: %s", exc)  # the store's health warns, once per outage
     return response(GatewaysError(503, "The gateways store is unavailable right now; retry shortly."))
 
 

@@ -4,7 +4,9 @@ A request to ``/gateways/{id}/...`` goes to that gateway's data plane with the p
 ``path`` (and ``raw_path``) to ``root_path``, so the plane's routes, middleware and error envelopes
 see ``/v1/...`` exactly as the default gateway does; a request whose ``Host`` (port ignored, any
 case) is one of a gateway's ``additionalDns`` goes to that plane unchanged. Everything else is the
-default gateway's. An unknown (or removed) id is a 404 in OpenAI's envelope.
+default gateway's. An unknown (or removed) id is a 404 in OpenAI's envelope. Being outermost, it
+also carries the lifespan through ``startup.report_startup``: a store that cannot be opened at
+start-up is one line in the log, not a traceback.
 
 The routing table is two dicts replaced whole by the runtime (never mutated in place), so a lookup
 sees either the old plane or the new one. With no gateway holding a host, the ``Host`` header is
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from providers.errors import NotFound
 
 from ..errors import error_response
+from ..startup import report_startup
 
 __all__ = ["PREFIX", "Dispatch", "Table", "host_of"]
 
@@ -47,7 +50,10 @@ class Dispatch:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":  # the outermost piece: a store that cannot start is one line
+                await report_startup(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         path: str = scope["path"]
         table = self.table

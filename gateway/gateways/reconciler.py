@@ -94,8 +94,11 @@ class Reconciler:
                             changed = set(self.applied) | {r.spec.id for r in await self.store.list()}
                         for gateway_id in changed:
                             self.kick(gateway_id)
-            except StoreError as exc:
-                log.warning("gateways: the change feed failed (%s); following again in 1s", exc)
+            except StoreError as exc:  # the store's health tells the log of the outage, once
+                log.debug("gateways: the change feed failed (%s); following again in 1s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:  # a bug, not an outage: said, and the feed goes on (it is the only one)
+                log.exception("gateways: the change feed failed; following again in 1s")
                 await asyncio.sleep(1.0)
 
     async def _work(self, gateway_id: str) -> None:
@@ -105,7 +108,7 @@ class Reconciler:
                 try:
                     await self._reconcile(gateway_id)
                 except StoreError as exc:
-                    log.warning("gateways: %s: the store failed (%s); retrying", gateway_id, exc)
+                    log.debug("gateways: %s: the store failed (%s); retrying", gateway_id, exc)
                     self._retry(gateway_id)
                 except Exception:
                     log.exception("gateways: %s: reconciling failed; retrying", gateway_id)

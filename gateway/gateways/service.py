@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 
 from ..auth import ApiKeys
-from ..server import SideServer
+from ..server import PortError, SideServer
 from ..settings import Settings
+from ..startup import StartupError
 from .api import management_app
 from .reconciler import Reconciler
 from .spec import GatewaySpec, GatewayUnavailable, Runtime
-from .store import Store, open_store
+from .store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from ..oidc import OIDCVerifier
@@ -62,14 +64,23 @@ class Gateways:
         return cls(store, runtime, reconciler, app, server)
 
     async def start(self) -> None:
-        await self.store.open()
+        """Raises ``StartupError`` (one line for the operator) if the store cannot be opened or the
+        port taken; what it opened is closed again."""
+        try:
+            await self.store.open()
+        except StoreError as exc:
+            password = urlsplit(self.store.url).password
+            reason = str(exc).replace(password, "***") if password else str(exc)  # a driver may quote the URL
+            raise StartupError(f"GATEWAYS_DATABASE_URL={_redacted(self.store.url)}: {reason}") from exc
         try:
             await self.reconciler.start()
             if self.server is not None:
                 await self.server.start()
-        except BaseException:
+        except BaseException as exc:
             await self.reconciler.close()
             await self.store.close()
+            if isinstance(exc, PortError):
+                raise StartupError(str(exc)) from exc
             raise
         where = f" on port {self.server.port}" if self.server is not None else ""
         log.info("gateways: the management API serves%s; store %s", where, _redacted(self.store.url))

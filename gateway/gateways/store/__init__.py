@@ -5,6 +5,7 @@
     postgres.PostgresStore for several replicas (``postgresql://...``): LISTEN/NOTIFY, plus a
                            slow poll in case a notification is lost
     record          a stored gateway (``Record``) and its row
+    health          its outages in the log: once when it goes, a reminder a minute, once when back
 
 Every write is one transaction (a crash leaves the old row or the new one) and bumps the row's
 ``revision``; ``update`` reads and writes under the row's lock, so a change computed from what was
@@ -22,6 +23,7 @@ import abc
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 
+from .health import StoreHealth
 from .record import Record
 
 __all__ = ["Change", "DuplicateId", "Record", "Store", "StoreError", "open_store"]
@@ -42,6 +44,7 @@ class Store(abc.ABC):
     """A store of gateways. ``organization_id`` None means every organization (the reconciler)."""
 
     url: str
+    health: StoreHealth  # logs its outages, once per spell
 
     @abc.abstractmethod
     async def open(self) -> None:

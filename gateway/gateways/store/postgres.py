@@ -3,8 +3,9 @@
 
 Each write is one transaction that reads the row ``FOR UPDATE``, writes it, and sends
 ``pg_notify('polyrelay_gateways', id)``, which PostgreSQL delivers to every listening replica at
-commit. Each process keeps one connection listening (``changes``); a lost notification (the
-listener reconnecting) is covered by a slow "compare everything". Migrations run under an
+commit. Each process keeps one connection listening (``changes``), looked at every second and
+reconnected when the server dropped it (an outage); a lost notification (while it reconnects) is
+covered by a "compare everything" then, and every 10 s in any case. Migrations run under an
 advisory lock, so replicas starting together migrate once.
 """
 
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import Change, DuplicateId, Record, Store, StoreError
+from .health import StoreHealth
 from .record import from_row, now, precise, to_row
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ log = logging.getLogger("polyrelay")
 
 CHANNEL = "polyrelay_gateways"
 RESYNC_INTERVAL = 10.0  # seconds between "compare everything", the safety net under NOTIFY
+LIVENESS_CHECK = 1.0  # seconds between looks at the listening connection
 _LOCK_ID = 0x706F6C79  # the advisory lock migrations hold ("poly")
 _COLUMNS = "id, organization_id, spec, status, revision, created_at, updated_at"
 
@@ -56,6 +59,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.health = StoreHealth()
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
@@ -64,12 +68,16 @@ class PostgresStore(Store):
         except ImportError as exc:
             raise StoreError("A postgresql:// GATEWAYS_DATABASE_URL needs asyncpg: pip install asyncpg.") from exc
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, timeout=10)
+            # No floor of idle connections: during an outage asyncpg would retry it, logging a traceback each time.
+            self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=4, timeout=10)
             async with self._pool.acquire() as db, db.transaction():
                 await self._migrate(db)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             await self.close()
-            raise StoreError(f"Cannot open the gateways database: {type(exc).__name__}: {exc}.") from exc
+            raise StoreError(
+                f"cannot open the gateways database ({type(exc).__name__}: {exc}). Start that PostgreSQL "
+                "server or make it reachable from here, or set GATEWAYS_DATABASE_URL to one that answers."
+            ) from exc
 
     async def _migrate(self, db: asyncpg.Connection) -> None:
         await db.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
@@ -134,12 +142,12 @@ class PostgresStore(Store):
                 await db.execute("SELECT pg_notify($1, $2)", CHANNEL, record.spec.id)
         except asyncpg.UniqueViolationError:
             raise DuplicateId(record.spec.id) from None
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"The gateways database failed: {exc}.") from exc
+        except _failures() as exc:
+            raise self._failed(exc) from exc
+        self.health.ok()
         return record
 
     async def update(self, gateway_id: str, change: Change, organization_id: str | None = None) -> Record | None:
-        import asyncpg
 
         sql, args = f"SELECT {_COLUMNS} FROM gateways WHERE id = $1", [gateway_id]
         if organization_id is not None:
@@ -147,6 +155,7 @@ class PostgresStore(Store):
         try:
             async with self._db().acquire() as db, db.transaction():
                 row = await db.fetchrow(sql + " FOR UPDATE", *args)
+                self.health.ok()
                 if row is None:
                     return None
                 current = from_row(row)
@@ -165,31 +174,36 @@ class PostgresStore(Store):
                 )
                 await db.execute("SELECT pg_notify($1, $2)", CHANNEL, gateway_id)
                 return written
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"The gateways database failed: {exc}.") from exc
+        except _failures() as exc:
+            raise self._failed(exc) from exc
 
     async def remove(self, gateway_id: str, revision: int) -> bool:
-        import asyncpg
 
         try:
             async with self._db().acquire() as db, db.transaction():
                 status: str = await db.execute(
                     "DELETE FROM gateways WHERE id = $1 AND revision = $2", gateway_id, revision
                 )
+                self.health.ok()
                 deleted = status.endswith(" 1")
                 if deleted:
                     await db.execute("SELECT pg_notify($1, $2)", CHANNEL, gateway_id)
                 return deleted
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"The gateways database failed: {exc}.") from exc
+        except _failures() as exc:
+            raise self._failed(exc) from exc
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        import asyncpg
 
         try:
-            return await getattr(self._db(), method)(sql, *args)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"The gateways database failed: {exc}.") from exc
+            result = await getattr(self._db(), method)(sql, *args)
+        except _failures() as exc:
+            raise self._failed(exc) from exc
+        self.health.ok()
+        return result
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        self.health.failed(exc)
+        return StoreError(f"The gateways database failed: {type(exc).__name__}: {exc}.")
 
     # -- the feed ---------------------------------------------------------------------------------
 
@@ -211,18 +225,29 @@ class PostgresStore(Store):
                         listener = await asyncpg.connect(self.url, timeout=10)
                         await listener.add_listener(CHANNEL, heard)
                         listener.add_termination_listener(lost)
-                    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                        log.warning("gateways: cannot listen for changes (%s); retrying in 1s", exc)
+                        self.health.ok()
+                    except _failures() as exc:
+                        self.health.failed(exc)  # retried every second, told once per outage
                         listener = None
                         await asyncio.sleep(1.0)
+                        yield None
+                        continue
                     yield None  # whatever happened while nobody listened
                 deadline = loop.time() + RESYNC_INTERVAL
                 changed: set[str] = set()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        item = await queue.get()
-                except TimeoutError:
-                    yield None
+                item: str | None = None
+                heard_one = False
+                # In slices: a connection the server dropped is not always told to its termination
+                # listener, and while it goes unnoticed every notification is lost.
+                while not heard_one and loop.time() < deadline and not listener.is_closed():
+                    try:
+                        async with asyncio.timeout(min(LIVENESS_CHECK, deadline - loop.time())):
+                            item = await queue.get()
+                        heard_one = True
+                    except TimeoutError:
+                        pass
+                if not heard_one:
+                    yield None  # the resync is due, or the listener is gone (it reconnects above)
                     continue
                 while True:  # what arrived together is reported together
                     if item is None:
@@ -239,3 +264,11 @@ class PostgresStore(Store):
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises when the database is away or refuses: a connection refused or reset
+    (OSError), a timeout, an error PostgreSQL sent, or asyncpg's own "the connection is gone"."""
+    import asyncpg
+
+    return (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import Change, DuplicateId, Record, Store, StoreError
+from .health import StoreHealth
 from .record import from_row, now, precise, to_row
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
@@ -69,6 +70,7 @@ class SQLiteStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = Path(url.removeprefix("sqlite:///"))
+        self.health = StoreHealth()
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one statement at a time on the shared connection
         self._seen = 0  # the last change this process has reported
@@ -92,7 +94,10 @@ class SQLiteStore(Store):
             self._migrate(db)
             self._seen = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM gateway_changes").fetchone()[0])
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"Cannot open the gateways database {self.path}: {exc}.") from exc
+            raise StoreError(
+                f"cannot open the gateways database {self.path} ({exc}). Set GATEWAYS_DATABASE_URL to a file "
+                "in a directory polyrelay can create and write (sqlite:////absolute/path for an absolute one)."
+            ) from exc
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         known = max(version for version, _ in MIGRATIONS)
@@ -242,6 +247,9 @@ class SQLiteStore(Store):
                 return result
 
         try:
-            return await asyncio.to_thread(work)
+            result = await asyncio.to_thread(work)
         except sqlite3.Error as exc:
+            self.health.failed(exc)
             raise StoreError(f"The gateways database {self.path} failed: {exc}.") from exc
+        self.health.ok()
+        return result
