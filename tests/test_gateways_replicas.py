@@ -4,13 +4,20 @@ one's management API is seen through the other's within a second, and so is its 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import pytest_asyncio
 
+from gateway.auth import ApiKeys
 from gateway.gateways.api import BASE
+from gateway.gateways.runtime import GatewayRuntime
+from gateway.gateways.service import Gateways
+from gateway.plane import Shared
+from gateway.settings import Settings
 
 from .fakes import FakeProviders
 from .postgres_server import PostgresServer, postgres_server
@@ -56,3 +63,23 @@ async def test_a_gateway_made_through_one_replica_is_seen_through_the_other(
         while (await http.get(f"{first}/{gateway_id}")).status_code != 404:
             assert time.monotonic() - started < 2.0, "the deleted gateway was never removed"
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("public_url", ["", "https://llm.example.com"])
+def test_replicas_on_postgresql_are_told_to_share_one_public_url(
+    public_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without GATEWAYS_PUBLIC_URL each replica would report endpoints from its own address."""
+    settings = Settings.load(
+        {
+            "GATEWAYS_ENABLED": "true",
+            "GATEWAYS_DATABASE_URL": "postgresql://polyrelay@127.0.0.1:1/gateways",
+            "GATEWAYS_PUBLIC_URL": public_url,
+            "SERVER_HOST": "127.0.0.1",
+        }
+    )
+    shared = Shared.from_settings(settings)
+    with caplog.at_level(logging.WARNING, logger="polyrelay"):
+        Gateways.from_settings(settings, GatewayRuntime(settings, shared), keys=ApiKeys(()), oidc=None, serve=False)
+    warned = [r.getMessage() for r in caplog.records if "GATEWAYS_PUBLIC_URL is not set" in r.getMessage()]
+    assert len(warned) == (0 if public_url else 1)

@@ -48,6 +48,13 @@ class Gateways:
     ) -> Gateways:
         """``serve`` False: no port of its own (the app is mounted or called by the caller)."""
         store = open_store(settings.gateways_database_url)
+        if settings.gateways_database_url.startswith("postgres") and not settings.gateways_public_url:
+            # Each replica writes the endpoints it builds: from its own address they would differ.
+            log.warning(
+                "GATEWAYS_PUBLIC_URL is not set: each replica sharing this PostgreSQL store reports the "
+                "gateways' endpoints from its own address (%s). Set it to the address callers use.",
+                settings.gateways_public_base,
+            )
         reconciler = Reconciler(store, runtime)
         app = management_app(
             store,
