@@ -29,7 +29,7 @@ from .telemetry.exchange import current
 if TYPE_CHECKING:
     from .oidc import OIDCVerifier
 
-__all__ = ["ApiKeys", "AuthMiddleware", "Identity", "identity_of"]
+__all__ = ["ApiKeys", "AuthMiddleware", "CredentialMiddleware", "Identity", "identity_of", "presented_credential"]
 
 log = logging.getLogger("polyrelay")
 
@@ -75,18 +75,19 @@ class ApiKeys:
         return found
 
 
-class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, keys: ApiKeys, oidc: OIDCVerifier | None) -> None:
-        self.app = app
-        self.keys = keys
-        self.oidc = oidc
+class CredentialMiddleware:
+    """Requires a credential on every route but the open ones, has ``verify`` check it, records the
+    caller's ``Identity`` and removes the credential headers; a refusal is rendered in the
+    envelope of the route's API. Subclasses say how a presented credential is verified."""
+
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         try:
-            identity = await self.authenticate(scope)
+            identity = await self.verify(presented_credential(scope))
         except APIError as error:
             if error.status == 401:
                 error.headers = {**_CHALLENGE, **error.headers}
@@ -99,20 +100,36 @@ class AuthMiddleware:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in dropped]
         await self.app(scope, receive, send)
 
-    async def authenticate(self, scope: Scope) -> Identity:
-        headers = scope["headers"]
-        if speaks_anthropic(scope["path"]) and not any(k == b"authorization" for k, _ in headers):
-            token = _api_key(headers)
-        else:
-            token = _bearer_token(headers)
-        identity = self.keys.match(token) if self.keys else None
+    async def verify(self, credential: str) -> Identity:
+        raise NotImplementedError
+
+
+class AuthMiddleware(CredentialMiddleware):
+    """The process's credentials: its static API keys, then its OIDC issuer's tokens."""
+
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys, oidc: OIDCVerifier | None) -> None:
+        self.app = app
+        self.keys = keys
+        self.oidc = oidc
+
+    async def verify(self, credential: str) -> Identity:
+        identity = self.keys.match(credential) if self.keys else None
         if identity is not None:
             return identity
         if self.oidc is None:
             raise AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
-        claims = await self.oidc.verify(token)
+        claims = await self.oidc.verify(credential)
         subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unknown"
         return Identity(str(subject), "oidc", claims=claims)
+
+
+def presented_credential(scope: Scope) -> str:
+    """The bearer token, or on Anthropic's Messages routes without one, the ``x-api-key``; a 401
+    when there is none."""
+    headers = scope["headers"]
+    if speaks_anthropic(scope["path"]) and not any(k == b"authorization" for k, _ in headers):
+        return _api_key(headers)
+    return _bearer_token(headers)
 
 
 _CREDENTIALS = frozenset({b"authorization"})
