@@ -68,7 +68,9 @@ class ChatEndpoint:
             check_vision(settings, provider, model)
         # Held to the limits of the name asked (an alias) and of the provider/model it resolved to.
         await self.limits.admit(request.scope, payload, len(body), provider.id, model)
-        runner = self.direct if bypassed(request) else self.runner
+        runner = self.runner
+        if not isinstance(runner, Direct) and bypassed(request):  # with MCP on, X-MCP-Bypass skips it
+            runner = self.direct
         # An alias: on a failure before the first byte, its other deployments, in order.
         return await self.fallbacks.run(
             request, payload["model"], provider, model, lambda p, m: self._answer(request, runner, payload, p, m)

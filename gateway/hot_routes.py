@@ -39,13 +39,27 @@ class HotRoutes:
         handlers: Mapping[type[BaseException], Handler],
     ) -> None:
         self.app = app
-        self.routes = tuple(_first_reached(routes, hot))
+        reached = _first_reached(routes, hot)
+        # A path without parameters is found by a dict lookup (for the methods its route serves);
+        # the rest, and any request under a root path, by the routes' own patterns, in order.
+        self.fixed = {
+            route.path: (route.endpoint, frozenset(route.methods or ()))
+            for route in reached
+            if not route.param_convertors
+        }
+        self.routes = tuple(reached)
         # Starlette gives Exception's handler to its outermost middleware (a 500, then re-raised to
         # the server): the same here, by leaving it out.
         self.handlers = {kind: handler for kind, handler in handlers.items() if kind is not Exception}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            fixed = None if scope.get("root_path") else self.fixed.get(scope["path"])
+            if fixed is not None and scope["method"] in fixed[1]:
+                params = scope.get("path_params")
+                scope["endpoint"], scope["path_params"] = fixed[0], dict(params) if params else {}
+                await self._serve(fixed[0], scope, receive, send)
+                return
             for route in self.routes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:

@@ -28,6 +28,7 @@ from .telemetry.exchange import Exchange, current
 
 __all__ = [
     "ABORT_EXTENSION",
+    "BODY_EXTENSION",
     "DRAIN_EXTENSION",
     "HANGUP_EXTENSION",
     "ClientGone",
@@ -40,10 +41,13 @@ log = logging.getLogger("polyrelay")
 T = TypeVar("T")
 
 # ASGI scope extensions set by the gateway's HTTP protocol (gateway.server): the process's Drain,
-# and a callable that drops the connection of a response that cannot be completed, quietly.
+# a callable that drops the connection of a response that cannot be completed, quietly, the
+# connection's Hangup, and whether the body is all in.
 DRAIN_EXTENSION = "polyrelay.drain"
 ABORT_EXTENSION = "polyrelay.abort"
 HANGUP_EXTENSION = "polyrelay.hangup"
+# A callable telling whether the request's whole body has arrived (reading it then cannot wait).
+BODY_EXTENSION = "polyrelay.body_arrived"
 
 
 class Hangup:
@@ -66,16 +70,6 @@ class Hangup:
 
 class ClientGone(Exception):
     """The client disconnected before its answer was ready; there is no one left to answer."""
-
-
-def _drain_of(scope: Scope) -> Drain | None:
-    extensions = scope.get("extensions")
-    return extensions.get(DRAIN_EXTENSION) if extensions else None
-
-
-def _hangup_of(scope: Scope) -> Hangup | None:
-    extensions = scope.get("extensions")
-    return extensions.get(HANGUP_EXTENSION) if extensions else None
 
 
 async def _disconnected(receive: Receive, after: asyncio.Event | None = None) -> None:
@@ -101,8 +95,10 @@ class _Watch:
         self.current = current
         self.left = False
         self.cut = False
-        self.drain = drain = _drain_of(scope)
-        self.hangup = hangup = _hangup_of(scope)
+        extensions = scope.get("extensions") or {}
+        drain: Drain | None = extensions.get(DRAIN_EXTENSION)
+        hangup: Hangup | None = extensions.get(HANGUP_EXTENSION)
+        self.drain, self.hangup = drain, hangup
         self.watcher: asyncio.Task[None] | None = None
         if hangup is not None:
             if hangup.gone:  # lost already (between the answer's start and this watch, say)

@@ -60,16 +60,26 @@ def model_name_problem(name: str) -> str | None:
     return None
 
 
+# Names found well-formed, so a name asked again (most are) is checked once; bounded.
+_WELL_FORMED: set[str] = set()
+_REMEMBERED = 4096
+
+
 def model_name(raw: str, *, param: str = "model") -> str:
     """The name trimmed of surrounding whitespace, or a 400 saying what is wrong with it."""
     name = raw.strip()
+    if name in _WELL_FORMED:
+        return name
     problem = model_name_problem(name)
-    if problem is not None:
-        shown = ascii(raw)[1:-1][:200]  # invisible characters shown escaped, and never too much of it
-        raise InvalidRequest(
-            f"The {param} '{shown}' is not a valid name: {problem}. {_HOW}", param=param, code="invalid_model"
-        )
-    return name
+    if problem is None:
+        if len(_WELL_FORMED) >= _REMEMBERED:
+            _WELL_FORMED.clear()
+        _WELL_FORMED.add(name)
+        return name
+    shown = ascii(raw)[1:-1][:200]  # invisible characters shown escaped, and never too much of it
+    raise InvalidRequest(
+        f"The {param} '{shown}' is not a valid name: {problem}. {_HOW}", param=param, code="invalid_model"
+    )
 
 
 def provider_by_id(pid: str, providers: Mapping[str, Provider], *, param: str = "provider") -> Provider:

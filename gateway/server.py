@@ -47,7 +47,7 @@ from providers.errors import APIError, InvalidRequest, ServiceUnavailable
 
 from .cork import CorkedTransport
 from .drain import Drain
-from .relay import ABORT_EXTENSION, DRAIN_EXTENSION, HANGUP_EXTENSION, Hangup
+from .relay import ABORT_EXTENSION, BODY_EXTENSION, DRAIN_EXTENSION, HANGUP_EXTENSION, Hangup
 from .settings import Settings
 
 __all__ = [
@@ -252,6 +252,7 @@ class GatewayProtocol(HttpToolsProtocol):
                 DRAIN_EXTENSION: self.extras.drain,
                 ABORT_EXTENSION: functools.partial(_abort, cycle),
                 HANGUP_EXTENSION: self.hangup,
+                BODY_EXTENSION: functools.partial(_body_arrived, cycle),
             }
             self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
 
@@ -305,6 +306,12 @@ class GatewayProtocol(HttpToolsProtocol):
             self.loop.call_later(_LINGER_SECONDS, self.transport.close)
         else:
             self.transport.close()
+
+
+def _body_arrived(cycle: Any) -> bool:
+    """Whether the request's body is all in the cycle (a small body arrives with its head, before
+    the app runs): then the app's reads of it return at once."""
+    return not cycle.more_body
 
 
 def _abort(cycle: Any) -> None:
