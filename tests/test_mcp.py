@@ -38,7 +38,7 @@ def mcp_env(servers: dict[str, MCPTestServer], **extra: str) -> dict[str, str]:
         "MCP_EXPOSE": "true",
         "MCP_SERVERS": ",".join(f"{name}={server.url}" for name, server in servers.items()),
         "MCP_SERVER_HEADERS": json.dumps({"main": {"Authorization": f"Bearer {TOKEN}"}}),
-        "MCP_REQUEST_TIMEOUT": "1s",
+        "MCP_REQUEST_TIMEOUT": "2s",  # a loaded machine can take a second over a call; the slow tool sleeps 3 s
         "MCP_RECONNECT_INTERVAL": "200ms",
         "MCP_RECONNECT_MAX_INTERVAL": "1s",
         "MCP_POLLING_INTERVAL": "200ms",
