@@ -11,7 +11,7 @@ Environment: BENCH_DURATION (seconds per wrk run, 5), BENCH_ROUNDS (3), BENCH_SO
 (1000000, or as many as BENCH_SOAK_MAX_SECONDS, 60, allow), BENCH_STREAMS (1000 concurrent slow
 streams), BENCH_QUICK=1 (short runs, for a smoke test), BENCH_BARE=1 (the gateway with metrics,
 request log and limits off), BENCH_ONLY=1,2 (only the scenarios of those numbers; also "workers",
-"clients", "limits").
+"clients", "layers": the features added one at a time).
 """
 
 from __future__ import annotations
@@ -449,8 +449,8 @@ class Bench:
             self.workers()
         if wanted("clients"):
             self.clients()
-        if wanted("limits"):
-            self.limits()
+        if wanted("layers") or wanted("limits"):
+            self.layers()
 
     def stop_process(self, watch: Watch) -> None:
         watch.process.terminate()
@@ -534,10 +534,10 @@ class Bench:
         )
         self.stop_process(watch)
 
-    def limits(self) -> None:
-        """Scenario 1 without limits, then with the generous limit of every scenario (far above the
-        load: none is refused), its counters in the process, then in a loopback redis-server: the
-        limiter's cost, as ratios to the unlimited gateway of this same run."""
+    def layers(self) -> None:
+        """Scenario 1 on fresh gateways with the deployed features added one at a time (none, metrics,
+        the request log, the generous limit in memory, then in a loopback redis-server), in
+        interleaved rounds: what each layer costs, as ratios in this same run."""
         redis_port = free_port()
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.spawn([redis, "--port", str(redis_port), "--save", "", "--appendonly", "no", "--dir", self.dir])
@@ -550,37 +550,50 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        runs: tuple[tuple[str, dict[str, str]], ...] = (
-            ("no limits", {"LIMITS": ""}),
-            ("limits in memory", {"LIMITS": GENEROUS_LIMITS}),
-            ("limits in redis", {"LIMITS": GENEROUS_LIMITS, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}),
+        off = {"SERVER_ACCESS_LOG": "false", "TELEMETRY_ENABLED": "false", "LIMITS": ""}
+        metrics = {"TELEMETRY_ENABLED": "true", "TELEMETRY_METRICS_PORT": str(free_port())}
+        logged = {**metrics, "SERVER_ACCESS_LOG": "true"}
+        layers: tuple[tuple[str, dict[str, str]], ...] = (
+            ("no features", off),
+            ("+ metrics", {**off, **metrics}),
+            ("+ request log", {**off, **logged}),
+            ("+ limits in memory (as deployed)", {**logged, "LIMITS": GENEROUS_LIMITS}),
+            (
+                "+ limits in redis",
+                {**logged, "LIMITS": GENEROUS_LIMITS, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
+            ),
         )
-        rows = []
-        for name, extra in runs:
-            port, watch, _ = self.gateway(extra=extra)
-            time.sleep(1)
-            rows.append(
-                self.load(
-                    f"1. passthrough JSON, {name}",
-                    "gateway",
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
-                    CHAT_BODY % ("openai/m", ""),
-                    32,
-                    watch,
+        runs: dict[str, list[Row]] = {name: [] for name, _ in layers}
+        for round_ in range(ROUNDS):
+            for name, extra in layers[round_ % len(layers) :] + layers[: round_ % len(layers)]:
+                port, watch, _ = self.gateway(extra=extra)
+                time.sleep(1)
+                runs[name].append(
+                    self.load(
+                        f"1. passthrough JSON, {name}",
+                        "gateway",
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                        CHAT_BODY % ("openai/m", ""),
+                        32,
+                        watch,
+                        quiet=True,
+                    )
                 )
-            )
-            self.stop_process(watch)
-        plain = rows[0]
-        for row in rows[1:]:
+                self.stop_process(watch)
+        rows = [median_row(runs[name]) for name, _ in layers]
+        self.rows += rows
+        plain = before = rows[0]
+        for row in rows:
             row.extra = {
-                "rps_vs_unlimited": round(row.rps / max(plain.rps, 1e-9), 3),
-                "p50_added_ms": round(row.p50_ms - plain.p50_ms, 3),
-                "cpu_ms_per_request_added": round((row.cpu_ms_per_request or 0) - (plain.cpu_ms_per_request or 0), 4),
+                "rps_vs_no_features": round(row.rps / max(plain.rps, 1e-9), 3),
+                "rps_vs_layer_before": round(row.rps / max(before.rps, 1e-9), 3),
+                "cpu_ms_per_request_added": round((row.cpu_ms_per_request or 0) - (before.cpu_ms_per_request or 0), 4),
             }
-            cpu_us = row.extra["cpu_ms_per_request_added"] * 1000
+            before = row
             print(
-                f"     {row.scenario}: req/s x{row.extra['rps_vs_unlimited']:.2f} of the unlimited gateway, "
-                f"p50 {row.extra['p50_added_ms']:+.2f} ms, CPU {cpu_us:+.0f} µs/req",
+                f"     {row.scenario}: {row.rps:.0f} req/s, x{row.extra['rps_vs_no_features']:.2f} of no features, "
+                f"x{row.extra['rps_vs_layer_before']:.2f} of the layer before, CPU "
+                f"{row.cpu_ms_per_request or 0:.3f} ms/req ({row.extra['cpu_ms_per_request_added'] * 1000:+.0f} µs)",
                 flush=True,
             )
 
