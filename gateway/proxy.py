@@ -13,10 +13,11 @@ uncompressed through the provider's ``Redactor``, so the key it may quote never 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
+from starlette.types import Message, Receive
 
 from providers import Adapter, HttpClient, Timeouts
 from providers.errors import InvalidRequest, PermissionDenied, UpstreamError, UpstreamUnreachable
@@ -158,7 +159,19 @@ class ProxyEndpoint:
         adapter = self.adapters[provider.id]
         headers = _forwarded_headers(request.headers.raw, self.injected[provider.id], self.dropped[provider.id])
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        upload = Upload(stream_body(request, limit) if has_body else None)
+        body: bytes | AsyncIterator[bytes] | None = None
+        upload = None
+        if has_body:
+            # A body that came whole in its first message (most do) is sent as it is: streaming it
+            # would cost two generators, an event and aiohttp's iterable payload on every request.
+            first = await request.receive()
+            whole = first.get("body", b"")
+            if first["type"] == "http.request" and not first.get("more_body") and len(whole) <= limit:
+                body = whole
+            else:  # the rest is streamed on, the first message with it
+                request = Request(request.scope, _replaying(first, request.receive))
+                upload = Upload(stream_body(request, limit))
+                body = upload.body
         try:
             upstream = await until_disconnect(
                 request,
@@ -166,21 +179,32 @@ class ProxyEndpoint:
                     request.method,
                     url,
                     headers=headers,
-                    body=upload.body,
+                    body=body,
                     timeouts=self.timeouts,
                     raw=True,
                     redactor=adapter.redactor,
                 ),
-                watch_after=upload.done,
+                watch_after=None if upload is None else upload.done,
             )
         except UpstreamError:
-            if upload.error is not None:  # the client's body failed (too large, or the client left)
+            # The client's streamed body failed (too large, or the client left): that is the cause.
+            if upload is not None and upload.error is not None:
                 raise upload.error from None
             raise
         response_headers = _answer_headers(upstream)
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """``receive``, giving ``first`` (already received) again before the messages after it."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _upstream_path(request: Request) -> str:

@@ -149,16 +149,25 @@ class UpstreamResponse:
         than the call's ``idle`` timeout ``UpstreamTimeout``."""
         content, idle = self._response.content, self._idle
         redacted = None if self._redactor is None else self._redactor.stream()
-        watch = None if idle is None else _IdleWatch(idle)
+        watch: _IdleWatch | None = None
         try:
             with _translated_errors():
                 while True:
-                    if watch is None:
-                        chunk = await content.readany()
-                    else:
-                        chunk = await watch.wait(content.readany())
+                    # What has arrived is taken without a wait, and the end seen without one: a
+                    # small answer is often whole once its headers are read, and then needs
+                    # neither an idle timer nor a last wait for the end.
+                    chunk = content.read_nowait()
                     if not chunk:
-                        break
+                        if content.at_eof():
+                            break
+                        if idle is None:
+                            chunk = await content.readany()
+                        else:
+                            if watch is None:
+                                watch = _IdleWatch(idle)
+                            chunk = await watch.wait(content.readany())
+                        if not chunk:
+                            break
                     if redacted is not None:
                         chunk = redacted.feed(chunk)
                         if not chunk:  # all of it might begin a secret: wait for the next one
