@@ -53,11 +53,7 @@ class Deadlines:
         """``await awaitable``, cancelled and raising ``TimeoutError`` once ``deadline`` passes."""
         task = asyncio.current_task()
         assert task is not None
-        if deadline - _EARLY <= self._loop.time():
-            if asyncio.iscoroutine(awaitable):
-                awaitable.close()  # never awaited: no warning of it
-            raise TimeoutError
-        wait = _Wait(task, deadline)
+        wait = _Wait(task, deadline)  # one already past is cancelled at the loop's next turn
         self._waits.add(wait)
         if deadline < self._at:
             self._arm(deadline)
