@@ -146,7 +146,9 @@ class UpstreamResponse:
         started = _wait_started()
         with _TRANSLATED_ERRORS:
             try:
-                if self._deadline is None:
+                # A body already whole (most small answers, by the time their headers are read)
+                # needs no bound to be read.
+                if self._deadline is None or self._response.content.is_eof():
                     body = await self._response.read()
                 else:
                     body = await self._deadlines.within(self._response.read(), self._deadline)
