@@ -267,7 +267,7 @@ def _query(request: Request) -> str:
 
 
 class _Names:
-    """Which header names pass a test (``kept(name)`` of a lower-case name), decided once per
+    """Which header names pass ``kept_name`` (asked of a name in lower case), decided once per
     spelling seen: a memo, bounded since a caller may send ever new names."""
 
     __slots__ = ("kept_name", "memo")
