@@ -13,10 +13,11 @@ uncompressed through the provider's ``Redactor``, so the key it may quote never 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
+from starlette.types import Message, Receive
 
 from providers import Adapter, HttpClient, Timeouts
 from providers.errors import InvalidRequest, PermissionDenied, UpstreamError, UpstreamUnreachable
@@ -130,9 +131,11 @@ class ProxyEndpoint:
         self.injected = {pid: {**a.proxy_headers(), **_IDENTITY} for pid, a in adapters.items()}
         # The path of each provider's URL (/v1, /openai/v1, /client/v4/accounts/<id>/ai, or none).
         self.base_paths = {pid: urlsplit(a.provider.url).path.rstrip("/") for pid, a in adapters.items()}
-        self.dropped = {
-            pid: not_forwarded | {name.lower() for name in injected} for pid, injected in self.injected.items()
-        }
+        dropped = {pid: not_forwarded | {name.lower() for name in injected} for pid, injected in self.injected.items()}
+        # Which header names pass each way, decided once per spelling seen.
+        self.forwarded = {pid: _Names(_forwarded(names)) for pid, names in dropped.items()}
+        self.returned = _Names(lambda name: name not in _NOT_RETURNED)
+        self.returned_decoded = _Names(lambda name: name not in _NOT_RETURNED_DECODED)
         # Waiting for headers may mean waiting for a whole non-streaming completion.
         self.timeouts = Timeouts(
             connect=settings.client_response_header_timeout,
@@ -156,9 +159,21 @@ class ProxyEndpoint:
         limit = self.settings.server_max_request_body_size
         check_declared_length(request, limit)
         adapter = self.adapters[provider.id]
-        headers = _forwarded_headers(request.headers.raw, self.injected[provider.id], self.dropped[provider.id])
+        headers = _forwarded_headers(request.headers.raw, self.forwarded[provider.id], self.injected[provider.id])
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        upload = Upload(stream_body(request, limit) if has_body else None)
+        body: bytes | AsyncIterator[bytes] | None = None
+        upload = None
+        if has_body:
+            # A body that came whole in its first message (most do) is sent as it is: streaming it
+            # would cost two generators, an event and aiohttp's iterable payload on every request.
+            first = await request.receive()
+            whole = first.get("body", b"")
+            if first["type"] == "http.request" and not first.get("more_body") and len(whole) <= limit:
+                body = whole
+            else:  # the rest is streamed on, the first message with it
+                request = Request(request.scope, _replaying(first, request.receive))
+                upload = Upload(stream_body(request, limit))
+                body = upload.body
         try:
             upstream = await until_disconnect(
                 request,
@@ -166,21 +181,48 @@ class ProxyEndpoint:
                     request.method,
                     url,
                     headers=headers,
-                    body=upload.body,
+                    body=body,
                     timeouts=self.timeouts,
                     raw=True,
                     redactor=adapter.redactor,
                 ),
-                watch_after=upload.done,
+                watch_after=None if upload is None else upload.done,
             )
         except UpstreamError:
-            if upload.error is not None:  # the client's body failed (too large, or the client left)
+            # The client's streamed body failed (too large, or the client left): that is the cause.
+            if upload is not None and upload.error is not None:
                 raise upload.error from None
             raise
-        response_headers = _answer_headers(upstream)
+        response_headers = self._answer_headers(upstream)
         return RelayResponse(
             upstream.iter_chunks(), close=upstream.aclose, status=upstream.status, headers=response_headers
         )
+
+    def _answer_headers(self, upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+        """The upstream's headers for the caller. A body the HTTP client decoded loses its coding and
+        length; one it could not decode cannot be checked for the key, and is refused."""
+        raw = upstream.raw_headers
+        codings = [v.strip().lower() for k, v in raw if k.lower() == b"content-encoding"]
+        if not codings or codings == [b"identity"]:
+            return self.returned.kept(raw)
+        if len(codings) > 1 or codings[0] not in _DECODED:
+            upstream.close()
+            coding = b", ".join(codings).decode("latin-1")
+            raise UpstreamUnreachable(
+                f"The provider answered with Content-Encoding '{coding}', which the gateway cannot decode to "
+                "check it for credentials; the proxy asks for uncompressed answers (Accept-Encoding: identity)."
+            )
+        return self.returned_decoded.kept(raw)
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """``receive``, giving ``first`` (already received) again before the messages after it."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _upstream_path(request: Request) -> str:
@@ -224,44 +266,58 @@ def _query(request: Request) -> str:
     return "?" + "&".join(kept) if kept else ""
 
 
-def _answer_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    """The upstream's headers for the caller. A body the HTTP client decoded loses its coding and
-    length; one it could not decode cannot be checked for the key, and is refused."""
-    raw = upstream.raw_headers
-    codings = [v.strip().lower() for k, v in raw if k.lower() == b"content-encoding"]
-    if not codings or codings == [b"identity"]:
-        return _filtered(raw, _NOT_RETURNED)
-    if len(codings) > 1 or codings[0] not in _DECODED:
-        upstream.close()
-        coding = b", ".join(codings).decode("latin-1")
-        raise UpstreamUnreachable(
-            f"The provider answered with Content-Encoding '{coding}', which the gateway cannot decode to "
-            "check it for credentials; the proxy asks for uncompressed answers (Accept-Encoding: identity)."
-        )
-    return _filtered(raw, _NOT_RETURNED_DECODED)
+class _Names:
+    """Which header names pass ``kept_name`` (asked of a name in lower case), decided once per
+    spelling seen: a memo, bounded since a caller may send ever new names."""
+
+    __slots__ = ("kept_name", "memo")
+
+    def __init__(self, kept_name: Callable[[str], bool]) -> None:
+        self.kept_name = kept_name
+        self.memo: dict[bytes, bool] = {}
+
+    def kept(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The headers that pass (repeated ones kept, in order), minus those the Connection header
+        names (hop-by-hop too)."""
+        memo = self.memo
+        headers: list[tuple[bytes, bytes]] = []
+        listed: set[bytes] | None = None
+        for key, value in raw:
+            kept = memo.get(key)
+            if kept is None:
+                kept = self.kept_name(key.decode("latin-1").lower())
+                if len(memo) < _MEMO_SIZE:
+                    memo[key] = kept
+            if kept:
+                headers.append((key, value))
+            elif key.lower() == b"connection":
+                tokens = {token.strip().lower() for token in value.split(b",")}
+                listed = tokens if listed is None else listed | tokens
+        if listed:
+            headers = [(k, v) for k, v in headers if k.lower() not in listed]
+        return headers
 
 
-def _filtered(raw: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> list[tuple[bytes, bytes]]:
-    """Headers minus ``dropped`` and minus those the Connection header names (hop-by-hop too)."""
-    pairs = list(raw)
-    listed = {
-        token.strip().lower()
-        for key, value in pairs
-        if key.lower() == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    return [(k, v) for k, v in pairs if (name := k.decode("latin-1").lower()) not in dropped and name not in listed]
+_MEMO_SIZE = 512  # spellings remembered per memo; past it, new ones are decided on every request
 
 
 def _forwarded_headers(
-    raw: Iterable[tuple[bytes, bytes]], injected: Mapping[str, str], dropped: frozenset[str]
+    raw: Iterable[tuple[bytes, bytes]], forwarded: _Names, injected: Mapping[str, str]
 ) -> list[tuple[str, str]]:
-    """The caller's headers (repeated ones kept) minus ``dropped``, with the provider's injected ones."""
-    headers = []
-    for key, value in _filtered(raw, dropped):
-        name = key.decode("latin-1")
-        lower = name.lower()
-        if not lower.startswith(_NOT_FORWARDED_PREFIXES) and not lower.endswith(_NOT_FORWARDED_SUFFIXES):
-            headers.append((name, value.decode("latin-1")))
+    """The caller's headers that go to the provider, with the provider's injected ones."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in forwarded.kept(raw)]
     headers.extend(injected.items())
     return headers
+
+
+def _forwarded(dropped: frozenset[str]) -> Callable[[str], bool]:
+    """Whether the caller's header of a (lower-case) name goes to the provider."""
+
+    def kept(name: str) -> bool:
+        return (
+            name not in dropped
+            and not name.startswith(_NOT_FORWARDED_PREFIXES)
+            and not name.endswith(_NOT_FORWARDED_SUFFIXES)
+        )
+
+    return kept

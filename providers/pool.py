@@ -45,15 +45,21 @@ class IdleCappedConnector(aiohttp.TCPConnector):
     # Private, so tests/test_pool.py checks the caps on every aiohttp this runs with.
     def _release(self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False) -> None:
         super()._release(key, protocol, should_close=should_close)
-        if self._sweep is None and self._over_a_cap():
+        if self._sweep is None and self._over_a_cap(key):
             self._sweep = self._loop.call_later(self._grace, self._swept)
 
-    def _over_a_cap(self) -> bool:
+    def _over_a_cap(self, grown: ConnectionKey | None = None) -> bool:
+        """Whether the idle connections pass a cap; of the endpoints, only ``grown``'s can have
+        passed its own since the last look (a release adds to one), when it is given."""
         per_host, total = self._max_idle_per_host, self._max_idle
-        pools = self._conns.values()
-        if per_host and any(len(idle) > per_host for idle in pools):
-            return True
-        return bool(total) and sum(len(idle) for idle in pools) > total
+        pools = self._conns
+        if per_host:
+            if grown is not None:
+                if len(pools.get(grown, ())) > per_host:
+                    return True
+            elif any(len(idle) > per_host for idle in pools.values()):
+                return True
+        return bool(total) and sum(len(idle) for idle in pools.values()) > total
 
     def _swept(self) -> None:
         self._sweep = None

@@ -52,6 +52,10 @@ class Redactor:
                 data = data.replace(secret, mask)
         return data
 
+    def found(self, data: bytes) -> bool:
+        """Whether any secret is in ``data``."""
+        return any(secret in data for secret, _, _, _ in self._secrets)
+
     def text(self, text: str) -> str:
         """``text`` with every secret masked: a message decoded from an answer, where a key the
         provider wrote with JSON escapes has become plain again."""

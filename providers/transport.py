@@ -21,15 +21,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from math import inf
+from types import TracebackType
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .deadline import Deadlines
 from .errors import UpstreamTimeout, UpstreamUnreachable
 from .pool import IdleCappedConnector
 from .redact import Redactor
@@ -57,13 +59,14 @@ class Timeouts:
     total: float | None = None
 
     def _aiohttp(self) -> aiohttp.ClientTimeout:
-        return _client_timeout(self.total, self.connect)
+        return _client_timeout(self.connect)
 
 
 @functools.lru_cache(maxsize=64)
-def _client_timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
-    """aiohttp's (immutable) timeout object, made once per pair of values, not once per call."""
-    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+def _client_timeout(connect: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's (immutable) timeout object, made once per value, not once per call. Only for
+    connecting: the other bounds are ``Deadlines``, cheaper than aiohttp's timer per call."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +90,19 @@ class UpstreamResponse:
     ``raw_headers``, ``read()`` and ``iter_chunks()``.
     """
 
-    __slots__ = ("_done", "_headers", "_idle", "_redactor", "_response", "status")
+    __slots__ = ("_deadline", "_deadlines", "_done", "_headers", "_idle", "_redactor", "_response", "status")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, idle: float | None = None, redactor: Redactor | None = None
+        self,
+        response: aiohttp.ClientResponse,
+        deadlines: Deadlines,
+        idle: float | None = None,
+        redactor: Redactor | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._response = response
+        self._deadlines = deadlines
+        self._deadline = deadline  # the call's total bound, if it has one
         self._idle = idle
         self._redactor = redactor
         self._headers: CIMultiDictProxy[str] | None = None if redactor else response.headers
@@ -128,15 +138,22 @@ class UpstreamResponse:
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
         raw, redactor = self._response.raw_headers, self._redactor
-        if redactor is None:
+        # One look at all of them, joined (which can only add false alarms): most answers quote no
+        # secret in their headers, and then are not copied.
+        if redactor is None or not redactor.found(b"\n".join([part for pair in raw for part in pair])):
             return raw
         return tuple((redactor.whole(k), redactor.whole(v)) for k, v in raw)
 
     async def read(self) -> bytes:
         started = _wait_started()
-        with _translated_errors():
+        with _TRANSLATED_ERRORS:
             try:
-                body = await self._response.read()
+                # A body already whole (most small answers, by the time their headers are read)
+                # needs no bound to be read.
+                if self._deadline is None or self._response.content.is_eof():
+                    body = await self._response.read()
+                else:
+                    body = await self._deadlines.within(self._response.read(), self._deadline)
             finally:
                 self._response.release()
                 _count_upstream(started)
@@ -147,18 +164,27 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``, a silence longer
         than the call's ``idle`` timeout ``UpstreamTimeout``."""
-        content, idle = self._response.content, self._idle
+        content, idle, deadline = self._response.content, self._idle, self._deadline
         redacted = None if self._redactor is None else self._redactor.stream()
-        watch = None if idle is None else _IdleWatch(idle)
+        watch: _IdleWatch | None = None
         try:
-            with _translated_errors():
+            with _TRANSLATED_ERRORS:
                 while True:
-                    if watch is None:
-                        chunk = await content.readany()
-                    else:
-                        chunk = await watch.wait(content.readany())
+                    # What has arrived is taken without a wait, and the end seen without one: a
+                    # small answer is often whole once its headers are read, and then needs
+                    # neither an idle timer nor a last wait for the end.
+                    chunk = content.read_nowait()
                     if not chunk:
-                        break
+                        if content.at_eof():
+                            break
+                        read: Awaitable[bytes] = content.readany()
+                        if idle is not None:
+                            if watch is None:
+                                watch = _IdleWatch(idle)
+                            read = watch.wait(read)
+                        chunk = await (read if deadline is None else self._deadlines.within(read, deadline))
+                        if not chunk:
+                            break
                     if redacted is not None:
                         chunk = redacted.feed(chunk)
                         if not chunk:  # all of it might begin a secret: wait for the next one
@@ -184,15 +210,19 @@ class UpstreamResponse:
         so the connection goes back to the pool instead of being dropped."""
         content = self._response.content
         try:
-            async with asyncio.timeout(timeout):
-                while await content.readany():
-                    pass
+            if not content.at_eof():  # most often the end came with the last event
+                await self._deadlines.within(_drained(content), self._deadlines.after(timeout))
         except (TimeoutError, aiohttp.ClientError):
             pass
         finally:
             self._response.close()  # a no-op for the connection once the body reached its end
             if self._done is not None:
                 self._finished()
+
+
+async def _drained(content: aiohttp.StreamReader) -> None:
+    while await content.readany():
+        pass
 
 
 class _IdleWatch:
@@ -250,9 +280,11 @@ class HttpClient:
     def __init__(self, options: ClientOptions | None = None) -> None:
         self._options = options or ClientOptions()
         self._session: aiohttp.ClientSession | None = None
+        self._deadlines: Deadlines | None = None
 
     async def start(self) -> None:
         options = self._options
+        self._deadlines = Deadlines(asyncio.get_running_loop())
         tls: ssl.SSLContext | bool = True  # aiohttp's default context: verified, TLS 1.2 at least
         if options.tls_1_3_only:
             tls = ssl.create_default_context()
@@ -300,14 +332,15 @@ class HttpClient:
         client, for the passthrough proxy. ``redactor`` masks the secrets of the provider called
         in all of the answer.
         """
-        session = self._session
-        if session is None:
+        session, deadlines = self._session, self._deadlines
+        if session is None or deadlines is None:
             raise RuntimeError("HttpClient.start() was not awaited")
         extra = OUTBOUND.get()
         if extra:
             headers = _with_headers(headers, extra)
+        total = None if timeouts.total is None else deadlines.after(timeouts.total)
         started = _wait_started()
-        with _translated_errors():
+        with _TRANSLATED_ERRORS:
             try:
                 sent = session.request(
                     method,
@@ -318,14 +351,14 @@ class HttpClient:
                     allow_redirects=False,
                     skip_auto_headers=_RAW_SKIPPED if raw else None,
                 )
-                if timeouts.headers is None:  # no deadline of ours: no timer to arm and cancel
+                if timeouts.headers is None and total is None:
                     response = await sent
                 else:
-                    async with asyncio.timeout(timeouts.headers):
-                        response = await sent
+                    until = inf if timeouts.headers is None else deadlines.after(timeouts.headers)
+                    response = await deadlines.within(sent, until if total is None else min(until, total))
             finally:
                 _count_upstream(started)
-        return UpstreamResponse(response, timeouts.idle, redactor)
+        return UpstreamResponse(response, deadlines, timeouts.idle, redactor, total)
 
 
 def _with_headers(headers: Headers | None, extra: Mapping[str, str]) -> Headers:
@@ -353,18 +386,29 @@ def _count_upstream(clock: WaitClock | None) -> None:
 _RAW_SKIPPED = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")
 
 
-@contextmanager
-def _translated_errors() -> Iterator[None]:
-    """aiohttp's exceptions, mapped to ours at the boundary (most specific first)."""
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout("The provider did not answer in time.") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamUnreachable("The provider's answer was cut off before it ended.") from exc
-    except aiohttp.InvalidURL as exc:
-        raise UpstreamUnreachable(f"The provider URL is not valid: {exc}.") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnreachable(f"Could not connect to the provider at {exc.host}:{exc.port}.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnreachable(f"The connection to the provider failed ({type(exc).__name__}).") from exc
+class _TranslatedErrors:
+    """aiohttp's exceptions, mapped to ours at the boundary (most specific first). One instance
+    without state, used as ``with _TRANSLATED_ERRORS:``: a generator-based context manager would
+    build two objects and a generator on each of the two or three uses per call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+            raise UpstreamTimeout("The provider did not answer in time.") from exc
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            raise UpstreamUnreachable("The provider's answer was cut off before it ended.") from exc
+        if isinstance(exc, aiohttp.InvalidURL):
+            raise UpstreamUnreachable(f"The provider URL is not valid: {exc}.") from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise UpstreamUnreachable(f"Could not connect to the provider at {exc.host}:{exc.port}.") from exc
+        if isinstance(exc, (aiohttp.ClientError, OSError)):
+            raise UpstreamUnreachable(f"The connection to the provider failed ({type(exc).__name__}).") from exc
+
+
+_TRANSLATED_ERRORS = _TranslatedErrors()
