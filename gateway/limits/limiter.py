@@ -74,13 +74,14 @@ class _Plan:
         self.freed = tuple(c for c in counters if c.kind == "concurrency")
         self.settled = tuple(c for c in counters if c.kind == "concurrency" or c.measure == "tokens")
         self.slots = tuple(c.kind == "concurrency" for c in self.settled)
-        # Per measure, in the order first met, its header names and its counters as (index, limit):
-        # concurrency has no header of OpenAI's.
-        measures: dict[str, list[tuple[int, bytes]]] = {}
+        # Per measure, in the order first met, its two other header names and its counters as
+        # (index, limit header): concurrency has no header of OpenAI's.
+        measures: dict[str, list[tuple[int, tuple[bytes, bytes]]]] = {}
         for index, counter in enumerate(counters):
             if counter.kind != "concurrency":
-                measures.setdefault(counter.measure, []).append((index, b"%d" % counter.limit))
-        self.headed = tuple((_NAMES[measure], tuple(found)) for measure, found in measures.items())
+                limit = (_NAMES[counter.measure][0], b"%d" % counter.limit)
+                measures.setdefault(counter.measure, []).append((index, limit))
+        self.headed = tuple((_NAMES[m][1], _NAMES[m][2], tuple(found)) for m, found in measures.items())
 
 
 class Ticket:
@@ -283,13 +284,13 @@ def _headers(plan: _Plan, standing: tuple[tuple[int, float], ...]) -> list[tuple
     """OpenAI's six headers, each trio from the tightest counter of its measure (the one with the
     fewest units left, the first of equals)."""
     headers = []
-    for (limit_name, remaining_name, reset_name), found in plan.headed:
+    for remaining_name, reset_name, found in plan.headed:
         index, limit = found[0]
         remaining, reset = standing[index]
         for other, other_limit in found[1:]:
             if standing[other][0] < remaining:
                 limit, (remaining, reset) = other_limit, standing[other]
-        headers += [(limit_name, limit), (remaining_name, b"%d" % remaining), (reset_name, _reset(reset))]
+        headers += [limit, (remaining_name, b"%d" % remaining), (reset_name, _reset(reset))]
     return headers
 
 
