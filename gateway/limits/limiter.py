@@ -131,8 +131,9 @@ class Limits:
         self._plans: dict[tuple[str, str, str, str], _Plan] = {}
         # The in-memory store answers at once and is never down: called without a coroutine.
         self.memory = store if isinstance(store, MemoryStore) else None
-        # A lease names one request in flight to every replica sharing the store: this process's
-        # random prefix and a count, rather than random bytes per request.
+        # A lease names one request in flight to every replica sharing the store: a random prefix
+        # of this limiter's and a count, rather than random bytes per request (every worker process
+        # builds its own app, and so its own limiter).
         self._leases = map(f"{os.urandom(6).hex()}-{{}}".format, itertools.count())
 
     @classmethod

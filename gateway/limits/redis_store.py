@@ -187,7 +187,8 @@ class RedisStore:
                         future.set_result(reply)
         finally:
             self._sender = None
-            for _, future in [*batch, *self._queue]:  # the sender itself was cancelled: none waits forever
+            left, self._queue = [*batch, *self._queue], []  # all answered, unless the sender was cancelled
+            for _, future in left:  # then none waits forever
                 if not future.done():
                     future.set_exception(ConnectionError("the limits store's sender stopped"))
 
