@@ -9,6 +9,8 @@ either every counter takes its cost, or none does and the verdict names the one 
     store = MemoryStore()
     verdict = await store.admit(counters, costs, lease="r1")
     await store.settle(counters, deltas, lease="r1")       # tokens used minus those reserved
+    verdict = store.take(counters, costs)                  # the same, without a coroutine: what
+    store.give(counters, deltas)                           # ``Limits`` calls on this store
 
 The Redis store (``redis_store.RedisStore``) runs the same arithmetic in Lua, atomically.
 """
