@@ -18,13 +18,15 @@ import httpx
 import openai
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway import Settings
 from gateway.auth import Identity
 from gateway.limits import parse_limits
-from gateway.limits.limiter import Limits, format_reset
+from gateway.limits.limiter import Limits, RateLimited, format_reset
+from gateway.limits.redis_store import RedisStore
 from gateway.limits.store import MemoryStore
 from gateway.settings import SettingsError
 from providers.rate_limits import rate_limit_headers
@@ -318,6 +320,31 @@ async def test_concurrency_and_quota_in_redis(gateway_with: GatewayFactory) -> N
             third = await chat(http, url, "bob", asked)
             assert third.status_code == 429 and third.json()["error"]["code"] == "insufficient_quota"
             assert trio(third, "tokens")[1] == 50 - 2 * USED
+
+
+async def test_admissions_at_once_through_redis_each_get_their_own_verdict() -> None:
+    """Scripts called while others are on the wire go to Redis together: each caller still gets
+    the verdict of its own script, and a server that lost the scripts (flushed) is given them again."""
+    async with redis_server() as redis:
+        store = RedisStore(redis.url)
+        limits = Limits(parse_limits('{"default": {"requests_per_minute": 40}}'), store, fail_open=False)
+        alice = Identity("alice", "api_key")
+
+        async def remaining() -> int:
+            scope: dict[str, Any] = {"state": {"identity": alice}}
+            await limits.admit(scope, {"model": "openai/echo"}, 0, "openai", "echo")
+            return int(dict(scope["state"]["limits"].headers)[b"x-ratelimit-remaining-requests"])
+
+        try:
+            assert sorted(await asyncio.gather(*(remaining() for _ in range(20)))) == list(range(20, 40))
+            flusher = aioredis.Redis.from_url(redis.url)
+            await flusher.script_flush()
+            await flusher.aclose()
+            assert sorted(await asyncio.gather(*(remaining() for _ in range(20)))) == list(range(20))
+            with pytest.raises(RateLimited):
+                await remaining()
+        finally:
+            await store.close()
 
 
 def test_the_config_files_limits_block(tmp_path: Path) -> None:

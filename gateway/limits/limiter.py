@@ -15,6 +15,7 @@ When no limit is configured, ``create_app`` gives the routes ``UNLIMITED`` inste
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -61,47 +62,60 @@ UNLIMITED = Unlimited()
 class _Plan:
     """The counters of one (caller, model) pair, and what they need, worked out once."""
 
-    __slots__ = ("counters", "leased", "tokens", "uses_tokens")
+    __slots__ = ("counters", "freed", "headed", "leased", "settled", "slots", "tokens", "uses_tokens")
 
     def __init__(self, counters: tuple[Counter, ...]) -> None:
         self.counters = counters
         self.tokens = tuple(c.measure == "tokens" for c in counters)  # which take the token estimate
         self.uses_tokens = any(self.tokens)  # else the answer's usage is never read
         self.leased = any(c.kind == "concurrency" for c in counters)  # a slot to free at the end
+        # What a settlement gives back: the slots alone (the estimate stood), or the slots and the
+        # token counters' difference; ``slots`` says which of ``settled`` are slots (given back 1).
+        self.freed = tuple(c for c in counters if c.kind == "concurrency")
+        self.settled = tuple(c for c in counters if c.kind == "concurrency" or c.measure == "tokens")
+        self.slots = tuple(c.kind == "concurrency" for c in self.settled)
+        # Per measure, in the order first met, its two other header names and its counters as
+        # (index, limit header): concurrency has no header of OpenAI's.
+        measures: dict[str, list[tuple[int, tuple[bytes, bytes]]]] = {}
+        for index, counter in enumerate(counters):
+            if counter.kind != "concurrency":
+                limit = (_NAMES[counter.measure][0], b"%d" % counter.limit)
+                measures.setdefault(counter.measure, []).append((index, limit))
+        self.headed = tuple((_NAMES[m][1], _NAMES[m][2], tuple(found)) for m, found in measures.items())
 
 
 class Ticket:
     """One admitted request: what it reserved, for the settlement and the answer's headers."""
 
-    __slots__ = ("counters", "estimate", "headers", "lease", "limits", "tokens")
+    __slots__ = ("estimate", "headers", "lease", "limits", "plan")
 
     def __init__(
         self, limits: Limits, plan: _Plan, estimate: int, lease: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
         self.limits = limits
-        self.counters: tuple[Counter, ...] | None = plan.counters
+        self.plan: _Plan | None = plan  # None once settled
         self.estimate = estimate
         self.lease = lease
         self.headers = headers
-        self.tokens = plan.uses_tokens
 
     async def settle(self, used: Callable[[], int | None]) -> None:
         """Replace the reserved tokens by ``used()`` (``None``: keep the estimate) and free the slot; once."""
-        counters, self.counters = self.counters, None
-        if counters is None:
+        plan, self.plan = self.plan, None
+        if plan is None:
             return
         delta = 0
-        if self.tokens and (tokens := used()) is not None:
+        if plan.uses_tokens and (tokens := used()) is not None:
             delta = tokens - self.estimate
-        if not delta and not self.lease:  # the estimate was right, or stands, and no slot is held
+        if delta:
+            counters, deltas = plan.settled, [1 if slot else delta for slot in plan.slots]
+        elif self.lease:  # the estimate was right, or stands: only the slot to free
+            counters, deltas = plan.freed, [1] * len(plan.freed)
+        else:
             return
-        due = [
-            (c, 1 if c.kind == "concurrency" else delta)
-            for c in counters
-            if c.kind == "concurrency" or (c.measure == "tokens" and delta)
-        ]
-        if due:
-            await self.limits.settle([c for c, _ in due], [d for _, d in due], self.lease)
+        if self.limits.memory is not None:
+            self.limits.memory.give(counters, deltas)
+        else:
+            await self.limits.settle(counters, deltas, self.lease)
 
 
 class Limits:
@@ -115,6 +129,12 @@ class Limits:
         self.down: str | None = None  # why the store failed last, until it answers again
         self._down_until = 0.0
         self._plans: dict[tuple[str, str, str, str], _Plan] = {}
+        # The in-memory store answers at once and is never down: called without a coroutine.
+        self.memory = store if isinstance(store, MemoryStore) else None
+        # A lease names one request in flight to every replica sharing the store: a random prefix
+        # of this limiter's and a count, rather than random bytes per request (every worker process
+        # builds its own app, and so its own limiter).
+        self._leases = map(f"{os.urandom(6).hex()}-{{}}".format, itertools.count())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits | None:
@@ -152,11 +172,14 @@ class Limits:
             return
         estimate = size // 4 + _max_tokens(payload)
         costs = [estimate if tokens else 1 for tokens in plan.tokens]
-        lease = os.urandom(8).hex() if plan.leased else ""
-        verdict = await self._admit(counters, costs, lease)
-        if verdict is None:
+        lease = next(self._leases) if plan.leased else ""
+        if self.memory is not None:
+            verdict = self.memory.take(counters, costs)
+        elif (found := await self._admit(counters, costs, lease)) is not None:
+            verdict = found
+        else:
             return  # the store is down and the limits fail open
-        headers = _headers(counters, verdict)
+        headers = _headers(plan, verdict.standing)
         if verdict.refused is not None:
             raise _refusal(counters[verdict.refused], verdict, estimate, headers)
         scope.setdefault("state", {})[TICKET] = Ticket(self, plan, estimate, lease, headers)
@@ -174,7 +197,7 @@ class Limits:
                 return str(value)
         return identity.subject
 
-    async def settle(self, counters: list[Counter], deltas: list[int], lease: str) -> None:
+    async def settle(self, counters: tuple[Counter, ...], deltas: list[int], lease: str) -> None:
         try:
             await self.store.settle(counters, deltas, lease)
         except StoreUnavailable as exc:
@@ -258,24 +281,23 @@ _NAMES = {
 }
 
 
-def _headers(counters: tuple[Counter, ...], verdict: Verdict) -> list[tuple[bytes, bytes]]:
+def _headers(plan: _Plan, standing: tuple[tuple[int, float], ...]) -> list[tuple[bytes, bytes]]:
     """OpenAI's six headers, each trio from the tightest counter of its measure (the one with the
-    fewest units left); concurrency has no header of OpenAI's and adds none."""
-    tightest: dict[str, tuple[int, float, int]] = {}
-    for counter, (remaining, reset) in zip(counters, verdict.standing, strict=True):
-        if counter.kind != "concurrency":
-            found = tightest.get(counter.measure)
-            if found is None or remaining < found[0]:
-                tightest[counter.measure] = (remaining, reset, counter.limit)
+    fewest units left, the first of equals)."""
     headers = []
-    for measure, (remaining, reset, limit) in tightest.items():
-        limit_name, remaining_name, reset_name = _NAMES[measure]
-        headers += [
-            (limit_name, b"%d" % limit),
-            (remaining_name, b"%d" % remaining),
-            (reset_name, format_reset(reset).encode()),
-        ]
+    for remaining_name, reset_name, found in plan.headed:
+        index, limit = found[0]
+        remaining, reset = standing[index]
+        for other, other_limit in found[1:]:
+            if standing[other][0] < remaining:
+                limit, (remaining, reset) = other_limit, standing[other]
+        headers += [limit, (remaining_name, b"%d" % remaining), (reset_name, _reset(reset))]
     return headers
+
+
+def _reset(seconds: float) -> bytes:
+    # A rate limit far from full resets within the second: that notation without format_reset's call.
+    return b"%dms" % math.ceil(seconds * 1000) if seconds < 1 else format_reset(seconds).encode()
 
 
 _WHAT = {

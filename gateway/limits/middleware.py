@@ -47,7 +47,7 @@ class LimitsMiddleware:
             await self.app(scope, receive, tagged)
         finally:
             ticket = state.get(TICKET)
-            if ticket is not None:
+            if ticket is not None and ticket.plan is not None:  # not settled by the answer's end
                 await ticket.settle(_errored if failed else _used)
 
 

@@ -1,7 +1,9 @@
 """Counters in Redis, shared by every process and replica that names the same ``REDIS_URL``.
 
-Each admission and each settlement is one Lua script (one round trip, atomic on the server, the
-clock being Redis's own ``TIME`` so replicas with skewed clocks agree). The arithmetic is
+Each admission and each settlement is one Lua script (atomic on the server, the clock being
+Redis's own ``TIME`` so replicas with skewed clocks agree). The scripts called while a batch is on
+the wire go together in the next one: one write and one read for many requests, where each script
+alone cost a write and a read of its own (on loopback, most of a round trip's CPU is those calls). The arithmetic is
 ``store.MemoryStore``'s: a GCRA arrival time per rate counter (a string of milliseconds, expiring
 when the bucket is full again), an ``INCRBY`` sum per quota counter and UTC day, and a sorted set
 of leases per concurrency counter (a lease expires after ``LEASE`` so a crashed process's requests
@@ -13,13 +15,15 @@ redis-py is imported here only, and this module only when ``REDIS_URL`` is set.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .rules import Counter
 from .store import StoreUnavailable, Verdict
@@ -137,24 +141,86 @@ class RedisStore:
         self.location = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
+        self._sources = {self._admit.sha: _ADMIT, self._settle.sha: _SETTLE}  # for a server that lost them
         self._lease_ms = str(int(LEASE * 1000))
+        self._queue: list[tuple[tuple[str | int, ...], asyncio.Future[Any]]] = []  # for the next batch
+        self._sender: asyncio.Task[None] | None = None  # sends batches while there are any
 
     async def admit(self, counters: Sequence[Counter], costs: Sequence[int], lease: str) -> Verdict:
         keys, args = self._arguments(counters, costs)
-        try:
-            out = await self._admit(keys=keys, args=[lease, self._lease_ms, *args])
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+        out = await self._run(self._admit.sha, keys, [lease, self._lease_ms, *args])
         refused = int(out[0])
         standing = tuple((int(out[i]), int(out[i + 1]) / 1000) for i in range(2, len(out), 2))
         return Verdict(None if refused < 0 else refused, int(out[1]) / 1000, standing)
 
     async def settle(self, counters: Sequence[Counter], deltas: Sequence[int], lease: str) -> None:
         keys, args = self._arguments(counters, deltas)
+        await self._run(self._settle.sha, keys, [lease, *args])
+
+    async def _run(self, sha: str, keys: list[str], args: list[str | int]) -> Any:
+        """One script's answer, sent in the next batch."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((("EVALSHA", sha, len(keys), *keys, *args), future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send())
         try:
-            await self._settle(keys=keys, args=[lease, *args])
+            return await future
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(_describe(exc)) from exc
+
+    async def _send(self) -> None:
+        """Each batch on one connection of the pool; the scripts queued meanwhile go in the next."""
+        batch: list[tuple[tuple[str | int, ...], asyncio.Future[Any]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    replies = await self._execute([command for command, _ in batch])
+                except (RedisError, OSError) as exc:
+                    replies = [exc] * len(batch)
+                for (_, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # its request was cancelled (the client left)
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._sender = None
+            left, self._queue = [*batch, *self._queue], []  # all answered, unless the sender was cancelled
+            for _, future in left:  # then none waits forever
+                if not future.done():
+                    future.set_exception(ConnectionError("the limits store's sender stopped"))
+
+    async def _execute(self, commands: list[tuple[str | int, ...]]) -> list[Any]:
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        try:
+            replies = await self._exchange(connection, commands)
+            lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if lost:  # a restarted (or flushed) server: load the scripts again and resend those
+                for sha in {commands[i][1] for i in lost}:
+                    await connection.send_command("SCRIPT", "LOAD", self._sources[str(sha)])
+                    await connection.read_response()
+                for i, reply in zip(lost, await self._exchange(connection, [commands[i] for i in lost]), strict=True):
+                    replies[i] = reply
+            return replies
+        except BaseException:
+            await connection.disconnect()  # a reply left unread would answer the next batch's first script
+            raise
+        finally:
+            await pool.release(connection)
+
+    @staticmethod
+    async def _exchange(connection: Any, commands: list[tuple[str | int, ...]]) -> list[Any]:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:  # that script's error, read in full: the next reply follows
+                replies.append(exc)
+        return replies
 
     async def ping(self) -> None:
         try:
@@ -163,6 +229,8 @@ class RedisStore:
             raise StoreUnavailable(_describe(exc)) from exc
 
     async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
         await self._redis.aclose()
 
     def _arguments(self, counters: Sequence[Counter], amounts: Sequence[int]) -> tuple[list[str], list[str | int]]:

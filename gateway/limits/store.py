@@ -9,6 +9,8 @@ either every counter takes its cost, or none does and the verdict names the one 
     store = MemoryStore()
     verdict = await store.admit(counters, costs, lease="r1")
     await store.settle(counters, deltas, lease="r1")       # tokens used minus those reserved
+    verdict = store.take(counters, costs)                  # the same, without a coroutine: what
+    store.give(counters, deltas)                           # ``Limits`` calls on this store
 
 The Redis store (``redis_store.RedisStore``) runs the same arithmetic in Lua, atomically.
 """
@@ -18,8 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .rules import DAY, Counter
 
@@ -32,15 +33,22 @@ class StoreUnavailable(Exception):
     """The shared store could not be reached; the limiter's fail mode decides what happens."""
 
 
-@dataclass(frozen=True, slots=True)
 class Verdict:
     """What ``admit`` decided: ``refused`` is the index of the counter that said no (``None``: admitted),
     ``retry_after`` when it would say yes, and per counter its ``(remaining, reset)`` standing after
     this request, or without it when it was refused (reset: seconds until it is full again)."""
 
-    refused: int | None
-    retry_after: float
-    standing: tuple[tuple[int, float], ...]
+    __slots__ = ("refused", "retry_after", "standing")
+
+    # A plain class, not a frozen dataclass: one is made per request, and a frozen one's
+    # ``__init__`` costs three times as much.
+    def __init__(self, refused: int | None, retry_after: float, standing: tuple[tuple[int, float], ...]) -> None:
+        self.refused = refused
+        self.retry_after = retry_after
+        self.standing = standing
+
+    def __repr__(self) -> str:
+        return f"Verdict(refused={self.refused!r}, retry_after={self.retry_after!r}, standing={self.standing!r})"
 
 
 class Store(Protocol):
@@ -72,68 +80,91 @@ class MemoryStore:
         self._inflight: dict[str, int] = {}
 
     async def admit(self, counters: Sequence[Counter], costs: Sequence[int], lease: str) -> Verdict:
-        # No await in here: on one event loop, checking every counter and then taking from them is atomic.
+        return self.take(counters, costs)
+
+    async def settle(self, counters: Sequence[Counter], deltas: Sequence[int], lease: str) -> None:
+        self.give(counters, deltas)
+
+    def take(self, counters: Sequence[Counter], costs: Sequence[int]) -> Verdict:
+        """``admit`` without a coroutine (``Limits`` calls it so). No await: on one event loop,
+        checking every counter and then taking from them is atomic."""
         now = time.time()
         day = int(now // DAY)
         standing: list[tuple[int, float]] = []
-        before: list[tuple[int, float]] = []  # a refused request takes nothing: what is left without it
-        updates: list[float | int] = []
+        taken: list[tuple[dict[str, Any], str, Any]] = []  # (table, key, value), set once all say yes
         refused, wait = None, 0.0
-        for index, (counter, cost) in enumerate(zip(counters, costs, strict=True)):
-            limit = counter.limit
-            if counter.kind == "rate":
-                interval = counter.period / limit
-                held = max(self._arrival.get(counter.key, now), now) - now  # how far the bucket is from full
+        for index, counter in enumerate(counters):
+            cost, limit, kind, key = costs[index], counter.limit, counter.kind, counter.key
+            if kind == "rate":
+                period = counter.period
+                interval = period / limit
+                held = self._arrival.get(key, now) - now  # how far the bucket is from full
+                if held < 0:
+                    held = 0.0
                 ahead = held + cost * interval
-                if ahead > counter.period + 1e-9:
-                    refused, wait = _worse(refused, wait, index, ahead - counter.period)
-                updates.append(now + ahead)
-                standing.append((max(0, math.floor((counter.period - ahead) / interval + 1e-9)), ahead))
-                before.append((max(0, math.floor((counter.period - held) / interval + 1e-9)), held))
-            elif counter.kind == "quota":
-                seen, used = self._daily.get(counter.key, (day, 0))
+                if ahead > period + 1e-9:
+                    refused, wait = _worse(refused, wait, index, ahead - period)
+                taken.append((self._arrival, key, now + ahead))
+                remaining = math.floor((period - ahead) / interval + 1e-9)
+                standing.append((remaining if remaining > 0 else 0, ahead))
+            elif kind == "quota":
+                seen, used = self._daily.get(key, (day, 0))
                 used = (used if seen == day else 0) + cost
                 if used > limit:
                     refused, wait = _worse(refused, wait, index, until_midnight(now))
-                updates.append(used)
+                taken.append((self._daily, key, (day, used)))
                 standing.append((max(0, limit - used), until_midnight(now)))
-                before.append((max(0, limit - used + cost), until_midnight(now)))
             else:
-                running = self._inflight.get(counter.key, 0) + cost
+                running = self._inflight.get(key, 0) + cost
                 if running > limit:
                     refused, wait = _worse(refused, wait, index, 1.0)
-                updates.append(running)
+                taken.append((self._inflight, key, running))
                 standing.append((max(0, limit - running), 0.0))
-                before.append((max(0, limit - running + cost), 0.0))
         if refused is not None:
-            return Verdict(refused, wait, tuple(before))
-        for counter, value in zip(counters, updates, strict=True):
-            if counter.kind == "rate":
-                self._arrival[counter.key] = float(value)
-            elif counter.kind == "quota":
-                self._daily[counter.key] = (day, int(value))
-            else:
-                self._inflight[counter.key] = int(value)
+            return Verdict(refused, wait, self._untaken(counters, now, day))
+        for table, key, value in taken:
+            table[key] = value
         if len(self._arrival) > _SWEEP_AT:
             self._arrival = {k: v for k, v in self._arrival.items() if v > now}
         return Verdict(None, 0.0, tuple(standing))
 
-    async def settle(self, counters: Sequence[Counter], deltas: Sequence[int], lease: str) -> None:
+    def give(self, counters: Sequence[Counter], deltas: Sequence[int]) -> None:
+        """``settle`` without a coroutine."""
         now = time.time()
         day = int(now // DAY)
         for counter, delta in zip(counters, deltas, strict=True):
+            kind, key = counter.kind, counter.key
+            if kind == "rate":
+                arrival = self._arrival.get(key, now)
+                if arrival < now:
+                    arrival = now
+                arrival += delta * counter.period / counter.limit
+                self._arrival[key] = arrival if arrival > now else now
+            elif kind == "quota":
+                seen, used = self._daily.get(key, (day, 0))
+                self._daily[key] = (day, max(0, (used if seen == day else 0) + delta))
+            else:
+                running = self._inflight.get(key, 0) - delta
+                if running > 0:
+                    self._inflight[key] = running
+                else:
+                    self._inflight.pop(key, None)
+
+    def _untaken(self, counters: Sequence[Counter], now: float, day: int) -> tuple[tuple[int, float], ...]:
+        """A refused request takes nothing: per counter, what is left without it (worked out only then)."""
+        standing: list[tuple[int, float]] = []
+        for counter in counters:
+            limit = counter.limit
             if counter.kind == "rate":
-                arrival = max(self._arrival.get(counter.key, now), now) + delta * counter.period / counter.limit
-                self._arrival[counter.key] = max(arrival, now)
+                interval = counter.period / limit
+                held = max(self._arrival.get(counter.key, now), now) - now
+                standing.append((max(0, math.floor((counter.period - held) / interval + 1e-9)), held))
             elif counter.kind == "quota":
                 seen, used = self._daily.get(counter.key, (day, 0))
-                self._daily[counter.key] = (day, max(0, (used if seen == day else 0) + delta))
+                standing.append((max(0, limit - (used if seen == day else 0)), until_midnight(now)))
             else:
-                running = self._inflight.get(counter.key, 0) - delta
-                if running > 0:
-                    self._inflight[counter.key] = running
-                else:
-                    self._inflight.pop(counter.key, None)
+                standing.append((max(0, limit - self._inflight.get(counter.key, 0)), 0.0))
+        return tuple(standing)
 
     async def ping(self) -> None:
         return None
