@@ -232,6 +232,7 @@ class RequestIdFilter(logging.Filter):
 
 
 _second: list[Any] = [-1, ""]  # the last second formatted, and its text: most lines share it
+_MILLISECONDS = [f".{ms:03d}Z" for ms in range(1001)]  # 1000: a float's rounding, as msecs would print it
 
 
 def _time(created: float) -> str:
@@ -239,7 +240,8 @@ def _time(created: float) -> str:
     second = int(created)
     if second != _second[0]:
         _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"  # as LogRecord.msecs
+    stamp: str = _second[1]
+    return stamp + _MILLISECONDS[int((created - second) * 1000)]  # as LogRecord.msecs
 
 
 class JsonFormatter(logging.Formatter):
