@@ -160,7 +160,10 @@ def text_line(exchange: Exchange, created: float, level: str) -> str:
 def _ms(seconds: float) -> str:
     """``str(round(seconds * 1000, 3))``, in half the time: both round the same way to three
     decimals, and a number of at most 15 digits prints as its shortest form (up to 30 years)."""
-    text = ("%.3f" % (seconds * 1000)).rstrip("0")
+    text = "%.3f" % (seconds * 1000)
+    if text[-1] != "0":  # nine times in ten
+        return text
+    text = text.rstrip("0")
     return text + "0" if text[-1] == "." else text
 
 
