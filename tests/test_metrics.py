@@ -498,3 +498,55 @@ def test_the_loop_instruments_export_what_prometheus_clients_would() -> None:
     assert generate_latest(ours).decode() == generate_latest(theirs).decode()
     with pytest.raises(ValueError, match="takes labels"):
         mine.labels("/a", "extra")
+
+
+def test_a_model_name_is_its_own_label_from_its_first_success_on() -> None:
+    """Before a provider answered for a name, its requests count under "other"; from the first
+    answer on, under the name, failed ones included (and the names the answers gave likewise)."""
+    from prometheus_client import generate_latest
+
+    from gateway.telemetry.exchange import Exchange
+    from gateway.telemetry.metrics import Metrics
+
+    metrics = Metrics(provider_names={"openai": "openai"}, model_cap=2)
+
+    def request(status: int, model: str, answered: str | None = None) -> None:
+        exchange = Exchange(None, "r", "POST", CHAT, None)
+        exchange.route, exchange.status, exchange.operation, exchange.provider, exchange.model = (
+            CHAT,
+            status,
+            "chat",
+            "openai",
+            model,
+        )
+        exchange.response_model = answered
+        exchange.error_type = None if status < 400 else str(status)
+        exchange.ended = exchange.started + 0.5
+        metrics.begin(exchange)
+        metrics.end(exchange)
+
+    for status, model, answered in [
+        (404, "m", None),
+        (200, "m", "m-1"),
+        (404, "m", None),
+        (200, "m", "m-1"),
+        (502, "m", "m-1"),
+        (200, "n", "n-1"),  # the cap (2): the request model's names are full...
+        (200, "late", "late-1"),  # ...so this one stays "other", every time
+        (200, "late", "late-1"),
+    ]:
+        request(status, model, answered)
+    scraped = Scrape(generate_latest(metrics.registry).decode())
+    counts = {
+        (s.labels["gen_ai_request_model"], s.labels["gen_ai_response_model"], s.labels["error_type"]): s.value
+        for s in scraped.samples
+        if s.name == "gen_ai_server_request_duration_seconds_count"
+    }
+    assert counts == {
+        ("other", "", "404"): 1,
+        ("m", "m-1", ""): 2,
+        ("m", "", "404"): 1,
+        ("m", "m-1", "502"): 1,
+        ("n", "n-1", ""): 1,
+        ("other", "other", ""): 2,
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
@@ -70,6 +70,32 @@ def exchange(status: int = 200) -> Exchange:
     return done
 
 
+def health() -> Exchange:
+    """No provider, no answer read, no time to first byte (the client left first), no client address."""
+    done = Exchange(None, "0123456789abcdef0123456789abcdef", "GET", "/health", None)
+    done.status, done.route, done.outcome, done.ended = 499, "/health", "client_gone", done.started + 0.0000004
+    return done
+
+
+def quoted() -> Exchange:
+    """Every string the caller or a provider chose holds what text lines must quote."""
+    done = Exchange(None, "id-1", "POST", '/proxy/a b/"c"', "10.0.0.1")
+    done.status, done.route, done.provider, done.model = 200, "/proxy/{provider}/{path}", "openai", 'a "b" c'
+    done.identity, done.error_type, done.overhead = "team one", "", -0.0000001
+    done.tail = (b'{"id":"x","model":"m two","usage":{"prompt_tokens":1,"completion_tokens":2}}',)
+    done.first_byte, done.ended = done.started + 1.0005, done.started + 12345.6789
+    return done
+
+
+def unnamed() -> Exchange:
+    """A provider but no model, no usage, a first token, and an unread tail without usage."""
+    done = Exchange(None, "r", "POST", "/v1/chat/completions", "::1")
+    done.status, done.provider, done.stream, done.tail = 200, "anthropic", True, (b"data: {}\n\n",)
+    done.first_byte = done.first_token = done.started + 0.25
+    done.ended = done.started + 2
+    return done
+
+
 def without_time(line: str, formatter: type[logging.Formatter]) -> str:
     if formatter is JsonFormatter:
         fields = orjson.loads(line)
@@ -81,21 +107,23 @@ def without_time(line: str, formatter: type[logging.Formatter]) -> str:
 
 
 @pytest.mark.parametrize("formatter", FORMATTERS)
-@pytest.mark.parametrize("status", [200, 502])
+@pytest.mark.parametrize(
+    "made", [exchange, lambda: exchange(502), health, quoted, unnamed], ids=["ok", "502", "health", "quoted", "unnamed"]
+)
 def test_the_direct_line_is_the_line_logging_writes(
-    root: logging.Logger, formatter: type[logging.Formatter], status: int
+    root: logging.Logger, formatter: type[logging.Formatter], made: Callable[[], Exchange]
 ) -> None:
     handler, stream = handler_on(root, formatter())
     log = RequestLog()
     assert log._direct() is handler
-    log.end(exchange(status))
+    log.end(made())
     # A filter on the request logger could change or drop the line: logging's own way then.
     logging.getLogger(REQUEST_LOGGER).addFilter(logging.Filter())
     assert log._direct() is None
-    log.end(exchange(status))
+    log.end(made())
     direct, logged = stream.getvalue().splitlines()
     assert without_time(direct, formatter) == without_time(logged, formatter)
-    assert ("WARNING" if status >= 500 else "INFO") in direct.upper()
+    assert ("WARNING" if made().status >= 500 else "INFO") in direct.upper()
 
 
 def test_any_other_handler_gets_records(root: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:

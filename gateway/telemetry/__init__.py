@@ -47,6 +47,10 @@ class Telemetry:
     def __init__(self, sinks: Sequence[Sink] = (), metrics: Metrics | None = None) -> None:
         self.sinks = tuple(sinks)
         self.metrics = metrics  # the Prometheus sink, when on (POST /v1/metrics adds to it)
+        # Each request's hooks, only of the sinks that have them (the request log has no begin).
+        self._begin = _having(self.sinks, "begin")
+        self._stream_started = _having(self.sinks, "stream_started")
+        self._end = _having(self.sinks, "end")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
@@ -92,11 +96,11 @@ class Telemetry:
                 log.exception("closing %s failed", type(sink).__name__)
 
     def begin(self, exchange: Exchange) -> None:
-        for sink in self.sinks:
+        for sink in self._begin:
             sink.begin(exchange)
 
     def stream_started(self, exchange: Exchange) -> None:
-        for sink in self.sinks:
+        for sink in self._stream_started:
             sink.stream_started(exchange)
 
     def end(self, exchange: Exchange) -> None:
@@ -104,7 +108,7 @@ class Telemetry:
             exchange.outcome = "error"
             if exchange.error_type is None:
                 exchange.error_type = str(exchange.status)
-        for sink in self.sinks:
+        for sink in self._end:
             try:
                 sink.end(exchange)
             except Exception:  # an output's bug must not fail a request that already ended
@@ -125,3 +129,8 @@ class Telemetry:
             call.duration = time.perf_counter() - call.started
             for sink in self.sinks:
                 sink.tool_end(call)
+
+
+def _having(sinks: Sequence[Sink], hook: str) -> tuple[Sink, ...]:
+    """The sinks whose ``hook`` does something (not ``Sink``'s no-op), in order."""
+    return tuple(sink for sink in sinks if getattr(type(sink), hook) is not getattr(Sink, hook))

@@ -294,6 +294,7 @@ class Metrics(Sink):
         self._streams: dict[tuple[str, str], Any] = {}
         self._durations: dict[tuple[str, str, str, str, str], Any] = {}
         self._gen_ai: dict[tuple[str, str, str, str], _GenAISeries] = {}
+        self._named: dict[tuple[str, str, str, str, str], list[Any]] = {}  # see _operation
         self._upstream: dict[tuple[str, str], Any] = {}
         self._auth: dict[str, Any] = {}
         self._tools: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -377,29 +378,20 @@ class Metrics(Sink):
 
     def _operation(self, exchange: Exchange, duration: float) -> None:
         usage = exchange.tokens()
-        accepted = exchange.status < 400  # the provider answered: the names it answered for are real
-        pid = exchange.provider or ""
-        request_model = self.request_models.label(pid, exchange.model or "", accepted)
-        answered = exchange.response_model
-        response_model = self.response_models.label(pid, answered, accepted) if answered else ""
-        operation = exchange.operation or ""
-        error_type = exchange.error_type or ""
-        key = (operation, pid, request_model, response_model, error_type)
-        child = self._durations.get(key)
-        if child is None:
-            provider = self.provider_names.get(pid, pid)
-            child = self._durations[key] = self.duration.labels(
-                operation, provider, request_model, response_model, error_type
-            )
-        child.observe(duration)
+        operation, pid, error_type = exchange.operation or "", exchange.provider or "", exchange.error_type or ""
+        # By the exchange's own names once both are labels (the usual request): then labelling them
+        # again would change nothing, so one lookup replaces it.
+        named = (operation, pid, exchange.model or "", exchange.response_model or "", error_type)
+        children = self._named.get(named)
+        if children is None:
+            children = self._children(named, accepted=exchange.status < 400)
+        children[0].observe(duration)
         first_token = exchange.first_token if exchange.stream else None
         if usage is None and first_token is None:
             return
-        base = (operation, pid, request_model, response_model)
-        series = self._gen_ai.get(base)
+        series = children[1]
         if series is None:
-            labels = (operation, self.provider_names.get(pid, pid), request_model, response_model)
-            series = self._gen_ai[base] = _GenAISeries(self, labels)
+            series = children[1] = self._series(children[2])
         if usage is not None:
             series.input.observe(usage.input)
             series.output.observe(usage.output)
@@ -416,6 +408,35 @@ class Metrics(Sink):
             series.ttft.observe(ttft)
             if usage is not None and usage.output > 1:
                 series.tpot.observe((duration - ttft) / (usage.output - 1))
+
+    def _children(self, named: tuple[str, str, str, str, str], accepted: bool) -> list[Any]:
+        """[duration child, GenAI series (made when first needed), their labels] of an operation;
+        remembered by its names when both are label values as they are."""
+        operation, pid, model, answered, error_type = named
+        request_model = self.request_models.label(pid, model, accepted)
+        response_model = self.response_models.label(pid, answered, accepted) if answered else ""
+        key = (operation, pid, request_model, response_model, error_type)
+        child = self._durations.get(key)
+        if child is None:
+            provider = self.provider_names.get(pid, pid)
+            child = self._durations[key] = self.duration.labels(
+                operation, provider, request_model, response_model, error_type
+            )
+        base = (operation, pid, request_model, response_model)
+        children = [child, self._gen_ai.get(base), base]
+        if (pid, model) in self.request_models.admitted and (
+            not answered or (pid, answered) in self.response_models.admitted
+        ):
+            self._named[named] = children
+        return children
+
+    def _series(self, base: tuple[str, str, str, str]) -> _GenAISeries:
+        series = self._gen_ai.get(base)
+        if series is None:
+            operation, pid, request_model, response_model = base
+            labels = (operation, self.provider_names.get(pid, pid), request_model, response_model)
+            series = self._gen_ai[base] = _GenAISeries(self, labels)
+        return series
 
     def tool_end(self, call: ToolCall) -> None:
         error = call.error

@@ -50,8 +50,9 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 def _new_id() -> str:
     """32 random hex digits. An id only has to be unique, not unguessable: the process's random
-    generator (seeded from the system in every worker process) instead of a system call per request."""
-    return f"{random.getrandbits(128):032x}"
+    generator (seeded from the system in every worker process) instead of a system call per request;
+    its 16 bytes made hex, faster than formatting a 128-bit number."""
+    return random.getrandbits(128).to_bytes(16).hex()
 
 
 class TelemetryMiddleware:

@@ -146,6 +146,8 @@ def _from(usage: dict[str, object], model: str | None, answer_id: str | None) ->
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if type(prompt) is not int or type(completion) is not int:
         return None
+    if len(usage) == 3 and "total_tokens" in usage:  # the plain counts, as most answers have them
+        return Usage(prompt, completion, None, None, None, model, answer_id)
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
     cache_write = usage.get("cache_creation_input_tokens")
