@@ -99,8 +99,12 @@ class SSEDecoder:
             self._check_sizes(buffer[:end])
             if self._pending_size > self._max:
                 raise self._too_large()
-        # Runs of blank lines only separate events; they never make empty ones.
-        return [block.strip(b"\n") for block in buffer[:end].split(b"\n\n") if block.strip(b"\n")]
+        events = buffer[:end]
+        # Runs of blank lines only separate events; they never make empty ones. Without such a run
+        # (the common case: one blank line after each event) no event has a newline to strip.
+        if events and events[0] != 0x0A and events[-1] != 0x0A and b"\n\n\n" not in events:
+            return events.split(b"\n\n")
+        return [block.strip(b"\n") for block in events.split(b"\n\n") if block.strip(b"\n")]
 
     def flush(self) -> list[bytes]:
         """The event left unterminated at end of stream.
@@ -128,6 +132,13 @@ class SSEDecoder:
 
 def parse_event(block: bytes) -> tuple[str, bytes]:
     """The event's name (``message`` by default) and its data lines joined by LF."""
+    # The shapes providers send, read without splitting: one data line, or an event line and one.
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return "message", block[6:]
+    if block.startswith(b"event: "):
+        second = block.find(b"\n") + 1
+        if second and block.startswith(b"data: ", second) and block.find(b"\n", second) < 0:
+            return block[7 : second - 1].decode("utf-8", "replace"), block[second + 6 :]
     name = "message"
     data: list[bytes] = []
     for line in block.split(b"\n"):
