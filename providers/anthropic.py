@@ -106,7 +106,8 @@ def encode_request(request: ChatRequest, default_max_tokens: int) -> dict[str, A
         body["top_k"] = top_k
     if isinstance(payload.get("user"), str):
         body["metadata"] = {"user_id": payload["user"]}
-    tools = [_tool(t) for t in function_tools(payload.get("tools"))]
+    requested_tools = payload.get("tools")
+    tools = [_tool(t) for t in function_tools(requested_tools)] if requested_tools else []
     tool_choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
     response_format = payload.get("response_format")
     if isinstance(response_format, dict):
@@ -179,7 +180,13 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    return user_parts(content, where, "Anthropic", text=lambda t: {"type": "text", "text": t}, image=_image)
+    if isinstance(content, str):  # the common turn, as user_parts reads it, without the part walk
+        return [_text_block(content)] if content else []
+    return user_parts(content, where, "Anthropic", text=_text_block, image=_image)
+
+
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
 
 
 def _image(url: str, where: str, detail: str | None = None) -> dict[str, Any]:
