@@ -136,7 +136,9 @@ class ChunkWriter:
         return self.chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
 
     def finish(self, reason: str) -> bytes:
-        return self.chunk({}, reason)
+        if not self._head:
+            self._encode_envelope()
+        return b"".join((self._head, _EMPTY_DELTA, _FINISH_REASON, orjson.dumps(reason), _FINISHED_END))
 
     def usage(self, usage: dict[str, Any]) -> bytes:
         """The final chunk of ``stream_options.include_usage``: no choices, the usage."""
@@ -156,6 +158,7 @@ class ChunkWriter:
 _CHOICE_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _FINISH_REASON = b',"logprobs":null,"finish_reason":'
 _FINISHED_END = b"}]}\n\n"
+_EMPTY_DELTA = b"{}"
 _TEXT_END = b"}" + _CHOICE_END
 _ROLE_DELTA = b'{"role":"assistant","content":""}' + _CHOICE_END
 
