@@ -99,12 +99,8 @@ class SSEDecoder:
             self._check_sizes(buffer[:end])
             if self._pending_size > self._max:
                 raise self._too_large()
-        events = buffer[:end]
-        # Runs of blank lines only separate events; they never make empty ones. Without such a run
-        # (the common case: one blank line after each event) no event has a newline to strip.
-        if events and events[0] != 0x0A and events[-1] != 0x0A and b"\n\n\n" not in events:
-            return events.split(b"\n\n")
-        return [block.strip(b"\n") for block in events.split(b"\n\n") if block.strip(b"\n")]
+        # Runs of blank lines only separate events; they never make empty ones.
+        return [block.strip(b"\n") for block in buffer[:end].split(b"\n\n") if block.strip(b"\n")]
 
     def flush(self) -> list[bytes]:
         """The event left unterminated at end of stream.
