@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .base import ChatRequest
+from .base import AdapterOptions, ChatRequest
 from .errors import InvalidRequest, UpstreamStatusError, error_type_for_status
 from .native import (
     DATA_URI,
@@ -32,6 +32,8 @@ from .native import (
     usage_of,
     user_parts,
 )
+from .registry import Provider
+from .transport import HttpClient
 
 __all__ = ["AnthropicAdapter"]
 
@@ -47,6 +49,7 @@ FINISH_REASONS = {
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 SCHEMA_TOOL_NOTE = "Respond by calling this tool: its input is your answer."
 JSON_OBJECT_NOTE = "Respond with one valid JSON object and nothing else."
+_TEXT_BLOCK = ("text", -1)  # a delta for a block that never started reads as text
 _ERROR_TYPES = {"overloaded_error": "api_error", "api_error": "api_error", "rate_limit_error": "rate_limit_error"}
 
 
@@ -57,8 +60,12 @@ class AnthropicAdapter(TranslatingAdapter):
         529: 503
     }  # "overloaded": a retryable unavailability, as OpenAI's SDK knows it
 
+    def __init__(self, provider: Provider, http: HttpClient, options: AdapterOptions) -> None:
+        super().__init__(provider, http, options)
+        self._url = provider.endpoint(provider.spec.chat_path)
+
     def url(self, request: ChatRequest) -> str:
-        return self.provider.endpoint(self.provider.spec.chat_path)
+        return self._url
 
     def encode(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request, self.options.default_max_tokens)
@@ -99,7 +106,8 @@ def encode_request(request: ChatRequest, default_max_tokens: int) -> dict[str, A
         body["top_k"] = top_k
     if isinstance(payload.get("user"), str):
         body["metadata"] = {"user_id": payload["user"]}
-    tools = [_tool(t) for t in function_tools(payload.get("tools"))]
+    requested_tools = payload.get("tools")
+    tools = [_tool(t) for t in function_tools(requested_tools)] if requested_tools else []
     tool_choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
     response_format = payload.get("response_format")
     if isinstance(response_format, dict):
@@ -172,7 +180,13 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    return user_parts(content, where, "Anthropic", text=lambda t: {"type": "text", "text": t}, image=_image)
+    if isinstance(content, str):  # the common turn, as user_parts reads it, without the part walk
+        return [_text_block(content)] if content else []
+    return user_parts(content, where, "Anthropic", text=_text_block, image=_image)
+
+
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
 
 
 def _image(url: str, where: str, detail: str | None = None) -> dict[str, Any]:
@@ -306,17 +320,31 @@ class AnthropicStream(StreamTranslator):
         self.finish = "stop"
         self.stopped = False  # a message_delta gave the stop reason (and the final usage)
 
-    def close(self) -> Iterable[dict[str, Any]]:
+    def close(self) -> Iterable[bytes]:
         """A stream closed after the stop reason but before ``message_stop`` had said everything."""
         if not self.stopped or self.complete:
             return ()
         self.complete = True
         return self.writer.ending(self.finish, _usage(self.usage))
 
-    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+    def feed(self, event: str, data: bytes) -> Iterable[bytes]:
         message = orjson.loads(data)
         kind = message.get("type", event)
         w = self.writer
+        # The deltas first: all but a handful of a stream's events are text deltas.
+        if kind == "content_block_delta":
+            delta = message.get("delta") or {}
+            block_kind, tool = self.blocks.get(int(message.get("index", 0)), _TEXT_BLOCK)
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                return [w.content(delta.get("text", ""))]
+            if delta_type == "thinking_delta":
+                return [w.reasoning(delta.get("thinking", ""))]
+            if delta_type == "input_json_delta" and delta.get("partial_json"):
+                if block_kind == "schema":
+                    return [w.content(delta["partial_json"])]
+                return [w.tool_arguments(tool, delta["partial_json"])]
+            return []  # signature_delta, citations: nothing OpenAI-shaped to say
         if kind == "message_start":
             start = message.get("message") or {}
             w.id = str(start.get("id") or w.id)
@@ -333,19 +361,6 @@ class AnthropicStream(StreamTranslator):
             self.blocks[index] = ("schema" if block.get("type") == "tool_use" else str(block.get("type")), -1)
             text = block.get("text") if block.get("type") == "text" else None
             return [w.content(text)] if text else []
-        if kind == "content_block_delta":
-            delta = message.get("delta") or {}
-            block_kind, tool = self.blocks.get(int(message.get("index", 0)), ("text", -1))
-            delta_type = delta.get("type")
-            if delta_type == "text_delta":
-                return [w.content(delta.get("text", ""))]
-            if delta_type == "thinking_delta":
-                return [w.reasoning(delta.get("thinking", ""))]
-            if delta_type == "input_json_delta" and delta.get("partial_json"):
-                if block_kind == "schema":
-                    return [w.content(delta["partial_json"])]
-                return [w.tool_arguments(tool, delta["partial_json"])]
-            return []  # signature_delta, citations: nothing OpenAI-shaped to say
         if kind == "message_delta":
             reason = (message.get("delta") or {}).get("stop_reason")
             if reason:

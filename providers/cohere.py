@@ -349,7 +349,7 @@ class CohereStream(StreamTranslator):
         self.thought = False  # thinking was sent: the tool plan that follows starts after a blank line
         self.planned = False
 
-    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+    def feed(self, event: str, data: bytes) -> Iterable[bytes]:
         if data.strip() == b"[DONE]":
             return []  # not documented for Cohere, but its SDK stops on one
         try:

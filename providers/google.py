@@ -353,7 +353,7 @@ class GoogleStream(StreamTranslator):
         self.blocked = False
         self.usage: dict[str, Any] = {}
 
-    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+    def feed(self, event: str, data: bytes) -> Iterable[bytes]:
         message = orjson.loads(data)
         if "error" in message:
             error = message["error"] if isinstance(message["error"], dict) else {}
@@ -387,7 +387,7 @@ class GoogleStream(StreamTranslator):
             self.reason = candidate.get("finishReason") or self.reason
         return out
 
-    def close(self) -> Iterable[dict[str, Any]]:
+    def close(self) -> Iterable[bytes]:
         if self.reason is None and not self.blocked:
             return []  # never finished: reported as cut off
         self.complete = True

@@ -14,9 +14,9 @@ the registry's rules (``Adapter.conformed``: sampling fields per model, tool-cal
 
 from __future__ import annotations
 
+import random
 import re
 import time
-import uuid
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
@@ -51,56 +51,102 @@ __all__ = [
 
 
 class ChunkWriter:
-    """OpenAI ``chat.completion.chunk`` dicts of one stream (same id, model and created in each)."""
+    """OpenAI ``chat.completion.chunk`` events of one stream (same id, model and created in each),
+    each as the SSE bytes the client gets, ``data: {...}`` and its blank line.
 
-    __slots__ = ("created", "id", "include_usage", "model")
+    The chunks of a stream share their envelope, so it is encoded once (again only when a translator
+    changes ``id`` or ``model``, as they do from the provider's first event) and each chunk encodes
+    only its delta. The bytes are exactly those ``orjson.dumps`` writes for the whole chunk object.
+
+    >>> w = ChunkWriter("chatcmpl-1", "m", 1700000000, include_usage=False)
+    >>> event = w.content("Hi")
+    >>> event[:91]
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"m",'
+    >>> event[91:]
+    b'"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}\\n\\n'
+    """
+
+    __slots__ = ("_content", "_envelope", "_head", "_id", "_model", "_reasoning", "created", "include_usage")
 
     def __init__(self, id: str, model: str, created: int, *, include_usage: bool) -> None:
-        self.id = id
-        self.model = model
+        self._id = id
+        self._model = model
         self.created = created
         self.include_usage = include_usage
+        self._envelope = b""  # up to the choices, encoded when the first chunk is written
+        self._head = b""  # the envelope and the one choice's opening, up to its delta
+        self._content = b""  # the head and the opening of a content delta
+        self._reasoning = b""
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
+    @property
+    def id(self) -> str:
+        return self._id
 
-    def role(self) -> dict[str, Any]:
-        return self.chunk({"role": "assistant", "content": ""})
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+        self._envelope = self._head = b""
 
-    def content(self, text: str) -> dict[str, Any]:
-        return self.chunk({"content": text})
+    @property
+    def model(self) -> str:
+        return self._model
 
-    def reasoning(self, text: str) -> dict[str, Any]:
-        return self.chunk({"reasoning_content": text})
+    @model.setter
+    def model(self, value: str) -> None:
+        self._model = value
+        self._envelope = self._head = b""
 
-    def tool_start(self, index: int, call_id: str, name: str, arguments: str = "") -> dict[str, Any]:
+    def _encode_envelope(self) -> None:
+        self._envelope = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,' % (
+            orjson.dumps(self._id),
+            self.created,
+            orjson.dumps(self._model),
+        )
+        self._head = self._envelope + b'"choices":[{"index":0,"delta":'
+        self._content = self._head + b'{"content":'
+        self._reasoning = self._head + b'{"reasoning_content":'
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if not self._head:
+            self._encode_envelope()
+        if finish_reason is None:
+            return self._head + orjson.dumps(delta) + _CHOICE_END
+        return b"".join((self._head, orjson.dumps(delta), _FINISH_REASON, orjson.dumps(finish_reason), _FINISHED_END))
+
+    def role(self) -> bytes:
+        if not self._head:
+            self._encode_envelope()
+        return self._head + _ROLE_DELTA
+
+    def content(self, text: str) -> bytes:
+        if not self._head:
+            self._encode_envelope()
+        return self._content + orjson.dumps(text) + _TEXT_END
+
+    def reasoning(self, text: str) -> bytes:
+        if not self._head:
+            self._encode_envelope()
+        return self._reasoning + orjson.dumps(text) + _TEXT_END
+
+    def tool_start(self, index: int, call_id: str, name: str, arguments: str = "") -> bytes:
         call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
         return self.chunk({"tool_calls": [call]})
 
-    def tool_arguments(self, index: int, fragment: str) -> dict[str, Any]:
+    def tool_arguments(self, index: int, fragment: str) -> bytes:
         return self.chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
 
-    def finish(self, reason: str) -> dict[str, Any]:
-        return self.chunk({}, reason)
+    def finish(self, reason: str) -> bytes:
+        if not self._head:
+            self._encode_envelope()
+        return b"".join((self._head, _EMPTY_DELTA, _FINISH_REASON, orjson.dumps(reason), _FINISHED_END))
 
-    def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+    def usage(self, usage: dict[str, Any]) -> bytes:
         """The final chunk of ``stream_options.include_usage``: no choices, the usage."""
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage,
-        }
+        if not self._envelope:
+            self._encode_envelope()
+        return b"".join((self._envelope, b'"choices":[],"usage":', orjson.dumps(usage), b"}\n\n"))
 
-    def ending(self, reason: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def ending(self, reason: str, usage: dict[str, Any] | None) -> list[bytes]:
         """The finish chunk, then the usage chunk when the client asked for it."""
         chunks = [self.finish(reason)]
         if self.include_usage and usage is not None:
@@ -108,17 +154,26 @@ class ChunkWriter:
         return chunks
 
 
+# The fixed parts of chunk events: what closes the choice after its delta, and the role's delta.
+_CHOICE_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_FINISH_REASON = b',"logprobs":null,"finish_reason":'
+_FINISHED_END = b"}]}\n\n"
+_EMPTY_DELTA = b"{}"
+_TEXT_END = b"}" + _CHOICE_END
+_ROLE_DELTA = b'{"role":"assistant","content":""}' + _CHOICE_END
+
+
 class StreamTranslator:
-    """Native stream events in, OpenAI chunks out. ``complete`` says the native stream ended
-    properly; a stream that stops before is reported as cut off."""
+    """Native stream events in, OpenAI chunk events (a ``ChunkWriter``'s bytes) out. ``complete``
+    says the native stream ended properly; a stream that stops before is reported as cut off."""
 
     complete = False
 
     @abstractmethod
-    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
-        """The chunks one native SSE event (its name and data) turns into."""
+    def feed(self, event: str, data: bytes) -> Iterable[bytes]:
+        """The chunk events one native SSE event (its name and data) turns into."""
 
-    def close(self) -> Iterable[dict[str, Any]]:
+    def close(self) -> Iterable[bytes]:
         """The chunks due when the native stream ends (for protocols with no final event)."""
         return ()
 
@@ -129,7 +184,7 @@ def translate_events(translator: StreamTranslator, blocks: Iterable[bytes]) -> b
     for block in blocks:
         name, data = parse_event(block)
         if data:
-            out.extend(b"data: " + orjson.dumps(c) + b"\n\n" for c in translator.feed(name, data))
+            out += translator.feed(name, data)
     return b"".join(out)
 
 
@@ -294,7 +349,9 @@ def function_tools(tools: Any) -> list[FunctionTool]:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
+    """``prefix`` and 24 random hex digits. An id only has to be unique, not unguessable: the
+    process's random generator (seeded from the system in every worker) instead of a system call."""
+    return f"{prefix}{random.getrandbits(96):024x}"
 
 
 class TranslatingAdapter(Adapter):
@@ -346,7 +403,7 @@ class TranslatingAdapter(Adapter):
             if translator.complete:
                 return
         tail = translate_events(translator, decoder.flush())
-        tail += b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in translator.close())
+        tail += b"".join(translator.close())
         if tail:
             yield tail
         if not translator.complete:

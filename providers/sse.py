@@ -128,6 +128,13 @@ class SSEDecoder:
 
 def parse_event(block: bytes) -> tuple[str, bytes]:
     """The event's name (``message`` by default) and its data lines joined by LF."""
+    # The shapes providers send, read without splitting: one data line, or an event line and one.
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return "message", block[6:]
+    if block.startswith(b"event: "):
+        second = block.find(b"\n") + 1
+        if second and block.startswith(b"data: ", second) and block.find(b"\n", second) < 0:
+            return block[7 : second - 1].decode("utf-8", "replace"), block[second + 6 :]
     name = "message"
     data: list[bytes] = []
     for line in block.split(b"\n"):
