@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from math import inf
@@ -164,35 +164,32 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Bytes as they arrive; an interrupted body raises ``UpstreamUnreachable``, a silence longer
         than the call's ``idle`` timeout ``UpstreamTimeout``."""
-        content, idle, deadline = self._response.content, self._idle, self._deadline
+        content, idle, deadline, deadlines = self._response.content, self._idle, self._deadline, self._deadlines
         redacted = None if self._redactor is None else self._redactor.stream()
-        watch: _IdleWatch | None = None
-        try:
-            with _TRANSLATED_ERRORS:
-                while True:
-                    # What has arrived is taken without a wait, and the end seen without one: a
-                    # small answer is often whole once its headers are read, and then needs
-                    # neither an idle timer nor a last wait for the end.
-                    chunk = content.read_nowait()
+        with _TRANSLATED_ERRORS:
+            while True:
+                # What has arrived is taken without a wait, and the end seen without one: a small
+                # answer is often whole once its headers are read, and then needs no bound at all.
+                chunk = content.read_nowait()
+                if not chunk:
+                    if content.at_eof():
+                        break
+                    if idle is None and deadline is None:
+                        chunk = await content.readany()
+                    else:
+                        # Each wait bounded by the idle timeout from its start (time spent relaying
+                        # the last chunk does not count), and by the call's total bound.
+                        until = inf if idle is None else deadlines.after(idle)
+                        chunk = await deadlines.within(
+                            content.readany(), until if deadline is None else min(until, deadline)
+                        )
                     if not chunk:
-                        if content.at_eof():
-                            break
-                        read: Awaitable[bytes] = content.readany()
-                        if idle is not None:
-                            if watch is None:
-                                watch = _IdleWatch(idle)
-                            read = watch.wait(read)
-                        chunk = await (read if deadline is None else self._deadlines.within(read, deadline))
-                        if not chunk:
-                            break
-                    if redacted is not None:
-                        chunk = redacted.feed(chunk)
-                        if not chunk:  # all of it might begin a secret: wait for the next one
-                            continue
-                    yield chunk
-        finally:
-            if watch is not None:
-                watch.stop()
+                        break
+                if redacted is not None:
+                    chunk = redacted.feed(chunk)
+                    if not chunk:  # all of it might begin a secret: wait for the next one
+                        continue
+                yield chunk
         if redacted is not None and (tail := redacted.flush()):
             yield tail
 
@@ -223,55 +220,6 @@ class UpstreamResponse:
 async def _drained(content: aiohttp.StreamReader) -> None:
     while await content.readany():
         pass
-
-
-class _IdleWatch:
-    """The idle bound of a body read chunk by chunk: a wait for the next chunk longer than ``idle``
-    raises ``TimeoutError``, time spent elsewhere (the caller relaying the last chunk) does not count.
-
-    One timer per stream, re-armed only when it fires, instead of a timeout armed and cancelled
-    around every chunk (with many slow streams, a tenth of the process's time): each wait only
-    notes when it began, and the timer, when it fires early, sets itself for the rest.
-    """
-
-    __slots__ = ("expired", "idle", "loop", "since", "task", "timer")
-
-    def __init__(self, idle: float) -> None:
-        self.idle = idle
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        self.since: float | None = None  # when the current wait began; None between waits
-        self.timer: asyncio.TimerHandle | None = None
-        self.expired = False
-
-    async def wait(self, read: Awaitable[bytes]) -> bytes:
-        self.since = since = self.loop.time()
-        if self.timer is None:
-            self.timer = self.loop.call_at(since + self.idle, self._fire)
-        try:
-            return await read
-        except asyncio.CancelledError:
-            if self.expired and self.task is not None and self.task.uncancel() == 0:
-                raise TimeoutError from None  # ours, and no one else's
-            raise
-        finally:
-            self.since = None
-
-    def _fire(self) -> None:
-        self.timer = None
-        since = self.since
-        if since is None or self.task is None:
-            return  # not waiting: the next wait sets the timer again
-        if self.loop.time() >= since + self.idle - 0.001:  # the loop may run a timer a hair early
-            self.expired = True
-            self.task.cancel()
-        else:
-            self.timer = self.loop.call_at(since + self.idle, self._fire)
-
-    def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 class HttpClient:
